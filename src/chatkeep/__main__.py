@@ -1,0 +1,3 @@
+from chatkeep.cli import main
+
+main()

@@ -1,0 +1,169 @@
+"""Who is calling: the one dependency every route uses to scope its reads and writes.
+
+Modes (``CHATKEEP_AUTH``; ``auto``, the default, picks ``jwt`` when a secret or a JWKS URL is configured, else
+``none``):
+
+* ``none``: one local user (``CHATKEEP_LOCAL_USER_ID``). ``chatkeep serve`` refuses to listen on anything but a
+  loopback address in this mode unless told ``--allow-unauthenticated``.
+* ``jwt``: ``Authorization: Bearer <JWT>``. HS256 with ``CHATKEEP_JWT_SECRET``, and/or RS256/ES256 verified
+  against ``CHATKEEP_JWKS_URL`` (the key set is cached and fetched again when a token names an unknown ``kid``).
+  ``CHATKEEP_JWT_ISSUER`` / ``CHATKEEP_JWT_AUDIENCE`` are checked when set; the user id is the claim named by
+  ``CHATKEEP_JWT_USER_CLAIM`` (``sub``). Works with tokens from Auth.js, Clerk, Auth0 or Supabase.
+* In both modes, server-to-server **API keys** (``CHATKEEP_API_KEYS``: SHA-256 hashes, never the keys) may act for
+  the user named in the ``X-Chatkeep-User`` header: a Next.js (or any) backend calling on behalf of its users.
+
+Library users replace :func:`get_current_user` with their own dependency through
+``app.dependency_overrides[get_current_user] = …``; it returns the user id as a string.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import secrets
+from typing import Annotated, Any
+
+import jwt
+from fastapi import Depends, Request
+
+from chatkeep.errors import Unauthorized
+from chatkeep.settings import Settings
+
+__all__ = [
+    "API_KEY_PREFIX",
+    "Authenticator",
+    "CurrentUser",
+    "get_current_user",
+    "hash_api_key",
+    "limited_user",
+    "new_api_key",
+]
+
+API_KEY_PREFIX = "ck_"
+_ASYMMETRIC = ["RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256"]
+
+
+def new_api_key() -> tuple[str, str]:
+    """A fresh API key and the hash to configure (``CHATKEEP_API_KEYS=sha256:…``). Only the hash is kept."""
+    key = API_KEY_PREFIX + secrets.token_urlsafe(32)
+    return key, hash_api_key(key)
+
+
+def hash_api_key(key: str) -> str:
+    return "sha256:" + hashlib.sha256(key.encode()).hexdigest()
+
+
+class Authenticator:
+    """Turns a request's credentials into a user id, as configured by :class:`Settings`."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else None
+        self._jwks = (
+            jwt.PyJWKClient(
+                settings.jwks_url, cache_keys=True, lifespan=600, cooldown_duration=settings.jwks_refresh_s, timeout=10
+            )
+            if settings.jwks_url
+            else None
+        )
+        self._issuer = settings.jwt_issuer
+        self._audience = settings.jwt_audience
+        self._claim = settings.jwt_user_claim
+        self._local_user = settings.local_user_id
+        self._api_keys = frozenset(h.strip().lower() for h in settings.api_keys if h.strip())
+        self._user_header = settings.api_key_user_header
+        mode = settings.auth
+        if mode == "auto":
+            mode = "jwt" if (self._secret or self._jwks) else "none"
+        if mode == "jwt" and not (self._secret or self._jwks):
+            raise ValueError("CHATKEEP_AUTH=jwt needs CHATKEEP_JWT_SECRET or CHATKEEP_JWKS_URL")
+        self.mode = mode
+
+    @property
+    def enabled(self) -> bool:
+        """Whether callers must present credentials (anything but the single local user)."""
+        return self.mode != "none"
+
+    async def user_id(self, authorization: str | None, acting_for: str | None = None) -> str:
+        token = _bearer(authorization)
+        if token is not None and token.startswith(API_KEY_PREFIX) and self._api_keys:
+            return self._api_key_user(token, acting_for)
+        if self.mode == "none":
+            return self._local_user
+        if token is None:
+            raise Unauthorized("Send 'Authorization: Bearer <token>'.")
+        claims = await self._verify(token)
+        subject = claims.get(self._claim)
+        if not isinstance(subject, str) or not subject or len(subject) > 255 or "\x00" in subject:
+            raise Unauthorized(f"The token has no usable {self._claim!r} claim.")
+        return subject
+
+    def _api_key_user(self, key: str, acting_for: str | None) -> str:
+        digest = hash_api_key(key)
+        if not any(hmac.compare_digest(digest, known) for known in self._api_keys):
+            raise Unauthorized("The API key is not valid.")
+        if not acting_for or len(acting_for) > 255 or "\x00" in acting_for:
+            raise Unauthorized(f"An API key acts for a user: name them in the {self._user_header} header.")
+        return acting_for
+
+    async def _verify(self, token: str) -> dict[str, Any]:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise Unauthorized("The token is not valid.") from None
+        algorithm = header.get("alg")
+        options = {"require": ["exp"] if self._jwks and algorithm != "HS256" else []}
+        kwargs: dict[str, Any] = {"leeway": 30, "options": options}
+        if self._issuer:
+            kwargs["issuer"] = self._issuer
+        if self._audience:
+            kwargs["audience"] = self._audience
+        else:
+            kwargs["options"] = {**options, "verify_aud": False}
+        try:
+            if algorithm == "HS256" and self._secret:
+                return jwt.decode(token, self._secret, algorithms=["HS256"], **kwargs)
+            if algorithm in _ASYMMETRIC and self._jwks is not None:
+                # PyJWKClient fetches with blocking I/O: keep it off the event loop. It caches the key set and
+                # fetches it again (at most every CHATKEEP_JWKS_REFRESH_S) when a token names an unknown kid.
+                key = await asyncio.to_thread(self._jwks.get_signing_key_from_jwt, token)
+                return jwt.decode(token, key.key, algorithms=[algorithm], **kwargs)
+        except jwt.ExpiredSignatureError:
+            raise Unauthorized("The token has expired.") from None
+        except jwt.InvalidIssuerError:
+            raise Unauthorized("The token was issued by someone else.") from None
+        except jwt.InvalidAudienceError:
+            raise Unauthorized("The token is meant for another audience.") from None
+        except (jwt.PyJWTError, jwt.PyJWKClientError):
+            raise Unauthorized("The token is not valid.") from None
+        raise Unauthorized(f"Tokens signed with {algorithm!r} are not accepted here.")
+
+
+def _bearer(authorization: str | None) -> str | None:
+    if not authorization:
+        return None
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("Send 'Authorization: Bearer <token>'.")
+    return token.strip()
+
+
+async def get_current_user(request: Request) -> str:
+    """The caller's user id. Override this dependency to plug in your own authentication."""
+    state = request.app.state.chatkeep
+    authenticator: Authenticator = state.authenticator
+    return await authenticator.user_id(
+        request.headers.get("authorization"), request.headers.get(state.settings.api_key_user_header)
+    )
+
+
+async def limited_user(request: Request, user_id: Annotated[str, Depends(get_current_user)]) -> str:
+    """The caller (as :func:`get_current_user`, or your override of it says), counted against the per-user request
+    limit."""
+    limiter = request.app.state.chatkeep.limiter
+    if limiter is not None:
+        await limiter.hit(user_id)
+    return user_id
+
+
+CurrentUser = Annotated[str, Depends(limited_user)]

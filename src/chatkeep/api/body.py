@@ -1,0 +1,121 @@
+"""Request bodies: read once, bounded in size, parsed as strict JSON whatever the content type says.
+
+FastAPI's own body parsing uses ``json.loads``, which accepts ``NaN``, crashes on deeply nested input, and only
+parses bodies labelled ``application/json``; the seed's assistant-ui adapters send JSON labelled
+``text/plain`` (a ``fetch`` with a string body and no headers). :class:`ChatkeepRoute` fixes all of that for
+chatkeep's routes only, so mounting the routers changes nothing for the host app's own routes:
+
+* a body over the limit is a 413 before it is read to the end;
+* ``application/json``, ``*/*+json``, ``text/plain`` or no content type are parsed as JSON; any other
+  content type with a body is a 415;
+* with chatkeep's own authentication, a request without valid credentials is a 401 before its body is read;
+* JSON is parsed by pydantic-core: no ``NaN``/``Infinity``, no lone surrogates, nesting bounded (a clear
+  400 rather than a crash); a string with a NUL character is a 422, since no database can store it.
+"""
+
+from __future__ import annotations
+
+import email.message
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from fastapi import HTTPException, Request, Response
+from fastapi.routing import APIRoute
+from pydantic_core import from_json
+
+from chatkeep.api.auth import get_current_user
+from chatkeep.errors import InvalidInput
+from chatkeep.protocol.messages import find_forbidden_characters
+
+__all__ = ["BodyTooLarge", "ChatkeepRoute", "InvalidJSON", "UnsupportedMediaType"]
+
+DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
+
+
+class BodyTooLarge(HTTPException):
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"The request body is larger than the limit of {limit} bytes.")
+
+
+class UnsupportedMediaType(HTTPException):
+    def __init__(self, content_type: str) -> None:
+        super().__init__(415, f"Send JSON (application/json), not {content_type!r}.")
+
+
+class InvalidJSON(HTTPException):
+    def __init__(self, reason: str) -> None:
+        super().__init__(400, f"The request body is not valid JSON: {reason}.")
+
+
+def _is_json_like(content_type: str) -> bool:
+    message = email.message.Message()
+    message["content-type"] = content_type
+    main, sub = message.get_content_maintype(), message.get_content_subtype()
+    return (main == "application" and (sub == "json" or sub.endswith("+json"))) or (main, sub) == ("text", "plain")
+
+
+class _ChatkeepRequest(Request):
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+
+    async def body(self) -> bytes:
+        if not hasattr(self, "_body"):
+            declared = self.headers.get("content-length")
+            if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+                raise BodyTooLarge(self.max_body_bytes)
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in self.stream():
+                size += len(chunk)
+                if size > self.max_body_bytes:
+                    raise BodyTooLarge(self.max_body_bytes)
+                chunks.append(chunk)
+            self._body = b"".join(chunks)
+        return self._body
+
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            raw = await self.body()
+            try:
+                value = from_json(raw, allow_inf_nan=False)
+            except ValueError as exc:
+                raise InvalidJSON(str(exc)) from None
+            issues = find_forbidden_characters(value, ("body",))
+            if issues:
+                raise InvalidInput(issues)
+            self._json = value
+        return self._json
+
+
+class ChatkeepRoute(APIRoute):
+    """The route class of every chatkeep router (see the module docstring)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def chatkeep_handler(request: Request) -> Response:
+            strict = _ChatkeepRequest(request.scope, request.receive)
+            state = getattr(request.app.state, "chatkeep", None)
+            if state is not None:
+                strict.max_body_bytes = state.settings.max_body_bytes
+                if get_current_user not in request.app.dependency_overrides:
+                    # Who is asking comes first: an anonymous caller learns nothing about how its body would be
+                    # judged, and costs no parsing. (A host app's own auth dependency runs where FastAPI runs
+                    # dependencies, after the body is read.)
+                    await state.authenticator.user_id(
+                        request.headers.get("authorization"), request.headers.get(state.settings.api_key_user_header)
+                    )
+            if request.method in ("POST", "PUT", "PATCH"):
+                body = await strict.body()
+                content_type = request.headers.get("content-type")
+                if body and content_type is not None and not _is_json_like(content_type):
+                    raise UnsupportedMediaType(content_type)
+                if body:
+                    # FastAPI parses only bodies labelled JSON; the body was checked above, so say so.
+                    headers = [(k, v) for k, v in request.scope["headers"] if k != b"content-type"]
+                    headers.append((b"content-type", b"application/json"))
+                    strict.scope["headers"] = headers
+                    strict.__dict__.pop("_headers", None)  # drop Starlette's cached copy
+                    await strict.json()
+            return await handler(strict)
+
+        return chatkeep_handler

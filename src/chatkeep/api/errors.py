@@ -1,0 +1,113 @@
+"""Every error becomes ``{"error": {"code", "message", "details"?}}`` with the right status, here and only here."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from chatkeep.api.responses import json_response
+from chatkeep.errors import (
+    ChatkeepError,
+    Conflict,
+    DatabaseUnavailable,
+    InvalidInput,
+    NotFound,
+    PayloadTooLarge,
+    TooManyRequests,
+    Unauthorized,
+    ValidationIssue,
+)
+
+__all__ = ["error_response", "install_error_handlers"]
+
+log = logging.getLogger("chatkeep.api")
+
+_STATUS: list[tuple[type[ChatkeepError], int]] = [
+    (NotFound, 404),
+    (Conflict, 409),
+    (InvalidInput, 422),
+    (Unauthorized, 401),
+    (DatabaseUnavailable, 503),
+    (TooManyRequests, 429),
+    (PayloadTooLarge, 413),
+]
+_HTTP_CODES = {
+    400: "invalid_json",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+}
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    *,
+    details: list[dict[str, str]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    error: dict[str, Any] = {"code": code, "message": message}
+    if details:
+        error["details"] = details
+    return json_response({"error": error}, status, headers=headers)
+
+
+def _details(issues: tuple[ValidationIssue, ...]) -> list[dict[str, str]]:
+    return [{"loc": issue.location(), "message": issue.message, "type": issue.type} for issue in issues]
+
+
+async def _chatkeep_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ChatkeepError)
+    status = next((code for cls, code in _STATUS if isinstance(exc, cls)), 500)
+    headers: dict[str, str] = {}
+    if isinstance(exc, Unauthorized):
+        headers["WWW-Authenticate"] = "Bearer"
+    if isinstance(exc, TooManyRequests):
+        headers["Retry-After"] = str(exc.retry_after)
+    if isinstance(exc, DatabaseUnavailable):
+        headers["Retry-After"] = "1"
+        log.warning("database unavailable: %s", exc.__cause__ or exc)
+    details = _details(exc.issues) if isinstance(exc, InvalidInput) else None
+    return error_response(status, exc.code, exc.message, details=details, headers=headers)
+
+
+async def _validation_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    errors = list(exc.errors())
+    if any(err.get("type") == "json_invalid" for err in errors):
+        return error_response(400, "invalid_json", "The request body is not valid JSON.")
+    issues = tuple(
+        ValidationIssue(tuple(err["loc"]), str(err["msg"]), str(err.get("type", "invalid"))) for err in errors
+    )
+    return await _chatkeep_error(_request, InvalidInput(issues))
+
+
+async def _http_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+    if exc.status_code == 404 and message == "Not Found":
+        message = "There is no such route."
+    return error_response(exc.status_code, code, message, headers=dict(exc.headers or {}))
+
+
+async def _unexpected(_request: Request, exc: Exception) -> Response:
+    log.exception("unexpected error", exc_info=exc)
+    return error_response(500, "internal_error", "Something went wrong on our side; nothing was changed.")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the handlers on ``app`` (done by ``create_app`` and ``include_chatkeep``)."""
+    app.add_exception_handler(ChatkeepError, _chatkeep_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

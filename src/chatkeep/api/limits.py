@@ -1,0 +1,94 @@
+"""Requests per user per minute: a fixed one-minute window, counted in Redis when configured (so every process
+shares it), else in this process's memory.
+
+Fixed windows are coarse (a burst may straddle two windows) but cheap: one Redis round trip, or one dict lookup, per
+request. Over the limit is a 429 with ``Retry-After`` set to the seconds left in the window.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+from chatkeep.errors import PayloadTooLarge, TooManyRequests
+from chatkeep.settings import Settings
+
+__all__ = ["LocalWindow", "RateLimiter", "RedisWindow", "check_message_size"]
+
+
+class RateLimiter(Protocol):
+    async def hit(self, user_id: str) -> None:
+        """Count one request; raise :class:`TooManyRequests` over the limit."""
+        ...
+
+
+def _refuse(limit: int, window_end: float) -> TooManyRequests:
+    return TooManyRequests(
+        f"More than {limit} requests in a minute; slow down.", retry_after=int(window_end - time.time()) + 1
+    )
+
+
+class LocalWindow:
+    def __init__(self, per_minute: int) -> None:
+        self.limit = per_minute
+        self._window = 0
+        self._counts: dict[str, int] = {}
+
+    async def hit(self, user_id: str) -> None:
+        window = int(time.time() // 60)
+        if window != self._window:  # a new minute: forget the old counts (bounded memory)
+            self._window, self._counts = window, {}
+        count = self._counts.get(user_id, 0) + 1
+        self._counts[user_id] = count
+        if count > self.limit:
+            raise _refuse(self.limit, (window + 1) * 60)
+
+
+class RedisWindow:
+    def __init__(self, url: str, per_minute: int) -> None:
+        import redis.asyncio as redis
+
+        self.limit = per_minute
+        self._redis = redis.from_url(url)
+
+    async def hit(self, user_id: str) -> None:
+        window = int(time.time() // 60)
+        key = f"chatkeep:rate:{window}:{user_id}"
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.incr(key)
+                pipe.expire(key, 120)
+                count, _ = await pipe.execute()
+        except Exception:  # the limiter must not take the service down with Redis: let the request through
+            return
+        if int(count) > self.limit:
+            raise _refuse(self.limit, (window + 1) * 60)
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+
+def check_message_size(message: Mapping[str, Any], settings: Settings, loc: Sequence[str | int]) -> None:
+    """Refuse (413) a message over the per-message limits: parts, text length, inline attachment size.
+
+    Checked before anything is stored, with the location of the part that is too large.
+    """
+    parts = message.get("parts")
+    if not isinstance(parts, list):
+        return
+    if len(parts) > settings.max_parts_per_message:
+        raise PayloadTooLarge([*loc, "parts"], f"more than {settings.max_parts_per_message} parts")
+    for index, part in enumerate(parts):
+        if not isinstance(part, Mapping):
+            continue
+        text = part.get("text")
+        if isinstance(text, str) and len(text) > settings.max_text_chars:
+            raise PayloadTooLarge([*loc, "parts", index, "text"], f"longer than {settings.max_text_chars} characters")
+        url = part.get("url")
+        if isinstance(url, str) and url.startswith("data:"):
+            size = len(url.partition(",")[2]) * 3 // 4  # base64 payload → bytes, near enough
+            if size > settings.max_attachment_bytes:
+                raise PayloadTooLarge(
+                    [*loc, "parts", index, "url"], f"an attachment larger than {settings.max_attachment_bytes} bytes"
+                )

@@ -1,0 +1,1 @@
+"""The routers: ``threads`` (assistant-ui's thread list), ``history`` (its message history) and ``chat``."""

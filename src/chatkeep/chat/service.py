@@ -1,0 +1,525 @@
+"""One chat turn: plan it, store the prompt, run the model and its tools, stream the reply, store the reply.
+
+Guarantees:
+
+* **The user message is stored before the model is called**, and every id is decided on the server: the reply's
+  id is generated here and is the ``messageId`` of the stream's first chunk (``start``).
+* **Generation does not depend on the HTTP connection.** It runs in its own task and writes to a channel the
+  response reads; if the client goes away, the reply still completes and is stored in full.
+* **What is stored is what the client builds**: every chunk goes through the same reducer
+  (:class:`MessageAssembler`) before it is sent.
+* A failing model or tool never breaks the stream: a tool failure is an ``output-error`` part the model sees; a
+  model failure ends the stream with an ``error`` chunk after closing open parts, and what was produced so far
+  is stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from chatkeep.chat.convert import to_model_messages, tool_name
+from chatkeep.chat.plan import TurnPlan, plan_turn
+from chatkeep.chat.streams import LiveStream, StreamHub
+from chatkeep.errors import InvalidInput, ThreadNotFound, TooManyRequests, ValidationIssue
+from chatkeep.protocol.ids import generate_id
+from chatkeep.protocol.stream import MessageAssembler, StreamFeatures, encode_sse
+from chatkeep.providers.base import (
+    Data,
+    Finish,
+    Model,
+    ModelError,
+    ModelEvent,
+    ModelMessage,
+    ModelRequest,
+    ReasoningDelta,
+    ReasoningEnd,
+    ReasoningStart,
+    Source,
+    TextDelta,
+    TextEnd,
+    TextStart,
+    ToolCall,
+    ToolCallContent,
+    ToolInputDelta,
+    ToolInputStart,
+    ToolResult,
+    ToolResultContent,
+)
+from chatkeep.store import ChatStore, MessageTree
+from chatkeep.store.streams import StreamLog
+from chatkeep.tools import Tool, ToolError, ToolRegistry
+
+__all__ = ["ChatService", "Turn"]
+
+log = logging.getLogger("chatkeep.chat")
+
+
+@dataclass
+class Turn:
+    """A started turn: the reply's id and its stream of SSE bytes (ending with ``data: [DONE]``)."""
+
+    thread_id: str
+    message_id: str
+    stream: LiveStream = field(repr=False)
+
+    def sse(self) -> AsyncIterator[bytes]:
+        return self.stream.follow()
+
+
+class ChatService:
+    """Runs chat turns for one store, one model resolver and one set of tools.
+
+    ``max_steps`` bounds the model → tools → model loop; ``features`` says which newer stream chunks the clients
+    accept. Messages the client sends that the server has not stored are validated as ``validateUIMessages``
+    does: tool inputs against the registered tools' schemas, and, when given, ``metadata`` against
+    ``metadata_schema`` and every ``data-<name>`` part against ``data_schemas[name]``.
+    """
+
+    def __init__(
+        self,
+        store: ChatStore,
+        model: Model,
+        *,
+        tools: ToolRegistry | None = None,
+        max_steps: int = 8,
+        system_prompt: str | None = None,
+        features: StreamFeatures | None = None,
+        metadata_schema: type[BaseModel] | None = None,
+        data_schemas: Mapping[str, type[BaseModel]] | None = None,
+        hub: StreamHub | None = None,
+        checkpoint_interval: float = 1.0,
+        model_timeout: float = 300.0,
+        max_concurrent_streams: int = 0,
+    ) -> None:
+        self.store = store
+        self.model = model
+        self.tools = tools or ToolRegistry()
+        self.max_steps = max_steps
+        self.system_prompt = system_prompt
+        self.features = features or StreamFeatures()
+        self.metadata_schema = metadata_schema
+        self.data_schemas = data_schemas
+        gated = [t.name for t in self.tools.as_mapping().values() if t.needs_approval]
+        if gated and not self.features.tool_approval:
+            raise ValueError(
+                f"tools {gated} need approval, which needs ai 6.0.0 or newer in every client: "
+                "set CHATKEEP_AI_SDK_VERSION=6.0.0 (or StreamFeatures(tool_approval=True))"
+            )
+        self._client_tools = frozenset(t.name for t in self.tools.as_mapping().values() if t.execute is None)
+        self.hub = hub or StreamHub(StreamLog(store.engine))
+        self.checkpoint_interval = checkpoint_interval
+        self.model_timeout = model_timeout
+        self.max_concurrent_streams = max_concurrent_streams
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def startup(self) -> None:
+        """For a long-running service: close replies a dead process left unfinished, and keep watching."""
+        await self.hub.start()
+
+    async def close(self) -> None:
+        """Interrupt the replies still being generated (their partial text is stored) and stop background work."""
+        await self.hub.close()
+        await self.wait_idle()
+
+    async def follow(self, user_id: str, thread_id: str) -> AsyncIterator[bytes] | None:
+        """The reply streaming in the user's thread, replayed from its start and followed live; ``None`` (HTTP
+        204) when nothing streams, including in a thread that does not exist or is someone else's."""
+        return await self.hub.follow(user_id, thread_id)
+
+    async def stop(self, user_id: str, thread_id: str) -> None:
+        """Stop the reply streaming in the user's thread (a no-op when there is none) and wait until its partial
+        text is stored, marked ``aborted``."""
+        await self.hub.stop(user_id, thread_id)
+
+    async def start(
+        self,
+        user_id: str,
+        thread_id: str,
+        *,
+        messages: Sequence[Mapping[str, Any]] | None = None,
+        message: Mapping[str, Any] | None = None,
+        trigger: str | None = None,
+    ) -> Turn:
+        """Plan the turn and store the prompt (raising before anything streams if the request is refused), then
+        start generating in the background."""
+        try:
+            tree = await self.store.load_tree(user_id, thread_id)
+        except ThreadNotFound:
+            tree = MessageTree((), None)
+        # What the server stored is trusted; everything else the client sent is checked against the schemas.
+        stored = {m.id: m.content for m in tree.messages}
+        sent: list[tuple[tuple[str | int, ...], Mapping[str, Any]]] = [
+            (("body", "messages", i), m) for i, m in enumerate(messages or ())
+        ]
+        if message is not None:
+            sent.append((("body", "message"), message))
+        issues: list[ValidationIssue] = []
+        for loc, item in sent:
+            if stored.get(str(item.get("id"))) != {k: v for k, v in item.items() if k != "id"}:
+                issues.extend(self._check_message(item, loc))
+        if issues:
+            raise InvalidInput(issues)
+        plan = plan_turn(tree, messages=messages, message=message, trigger=trigger, client_tools=self._client_tools)
+        if self.max_concurrent_streams and await self.hub.log.count_active(user_id) >= self.max_concurrent_streams:
+            raise TooManyRequests(
+                f"{self.max_concurrent_streams} replies are already being generated for you; wait for one to end.",
+                retry_after=5,
+            )
+        # Only now that the request is known to be acceptable is anything written. (Another user's thread id
+        # raises ThreadNotFound here, as if it did not exist.)
+        await self.store.create_thread(user_id, thread_id=thread_id)
+        for index, (new_message, parent) in enumerate(plan.new_user_messages):
+            content = {k: v for k, v in new_message.items() if k != "id"}
+            is_edit = plan.kind == "edit" and index == len(plan.new_user_messages) - 1
+            if is_edit:
+                await self.store.edit_message(user_id, thread_id, message_id=new_message["id"], content=content)
+            else:
+                await self.store.upsert_message(
+                    user_id, thread_id, message_id=new_message["id"], parent_id=parent, content=content
+                )
+        if plan.continued is not None:
+            await self.store.upsert_message(
+                user_id,
+                thread_id,
+                message_id=plan.continued["id"],
+                parent_id=plan.reply_parent,
+                content={k: v for k, v in plan.continued.items() if k != "id"},
+            )
+        message_id = plan.continued["id"] if plan.continued is not None else generate_id("msg")
+        live = await self.hub.open(thread_id=thread_id, message_id=message_id)
+        task = asyncio.create_task(self._run(user_id, thread_id, message_id, plan, live))
+        live.task = task
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return Turn(thread_id, message_id, live)
+
+    def _check_message(self, message: Mapping[str, Any], loc: tuple[str | int, ...]) -> list[ValidationIssue]:
+        issues: list[ValidationIssue] = []
+        if self.metadata_schema is not None and message.get("metadata") is not None:
+            issues.extend(_schema_issues(self.metadata_schema, message["metadata"], (*loc, "metadata")))
+        for index, part in enumerate(message.get("parts", ())):
+            where = (*loc, "parts", index)
+            kind: str = part["type"]
+            if kind.startswith("data-") and self.data_schemas is not None:
+                schema = self.data_schemas.get(kind.removeprefix("data-"))
+                if schema is None:
+                    issues.append(ValidationIssue(where, f"no data schema for the data part {kind!r}", "unknown_data"))
+                else:
+                    issues.extend(_schema_issues(schema, part["data"], (*where, "data")))
+            name = tool_name(part)
+            if name is None or kind == "dynamic-tool":
+                continue
+            tool = self.tools.get(name)
+            if tool is None:
+                if part["state"] not in ("output-available", "output-error", "output-denied"):
+                    issues.append(ValidationIssue(where, f"no tool named {name!r} is registered", "unknown_tool"))
+            elif part["state"] != "input-streaming" and "input" in part:
+                issues.extend(_schema_issues(tool.input_model, part["input"], (*where, "input")))
+        return issues
+
+    async def wait_idle(self) -> None:
+        """Wait until every running generation has finished (and been stored)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def _run(self, user_id: str, thread_id: str, message_id: str, plan: TurnPlan, live: LiveStream) -> None:
+        assembler = MessageAssembler(message_id, base=plan.continued)
+        changed = asyncio.Event()
+
+        def emit(chunk: dict[str, Any]) -> None:
+            assembler.apply(chunk)
+            frame = encode_sse(chunk)
+            self.hub.emit(live, frame, frame[6:-2].decode())
+            changed.set()
+
+        checkpoints = asyncio.create_task(self._checkpoints(user_id, thread_id, plan, assembler, changed))
+        status: str | None = None
+        try:
+            emit({"type": "start", "messageId": message_id})
+            if plan.continued is not None:
+                await self._answer_approvals(assembler, emit)
+            history = [*plan.history[:-1], assembler.message] if plan.continued is not None else plan.history
+            reason = await self._steps(history, assembler, emit)
+            finish: dict[str, Any] = {"type": "finish"}
+            if self.features.finish_reason:
+                finish["finishReason"] = reason
+            emit(finish)
+        except asyncio.CancelledError:
+            # Stopped by a user ("stop") or by this process shutting down ("shutdown").
+            status = "aborted" if live.stop_reason == "stop" else "interrupted"
+            self._close_open_parts(assembler, emit)
+            self._fail_running_tools(assembler, emit, "The tool call was stopped.")
+            emit({"type": "abort"})
+            if live.stop_reason is None:
+                raise
+        except ModelError as exc:
+            log.warning("model failed in thread %s: %s", thread_id, exc.message)
+            status = "error"
+            self._close_open_parts(assembler, emit)
+            self._fail_running_tools(assembler, emit, "The tool call did not finish: the model failed.")
+            emit({"type": "error", "errorText": exc.message})
+        except Exception:
+            log.exception("chat turn failed in thread %s", thread_id)
+            status = "error"
+            self._close_open_parts(assembler, emit)
+            self._fail_running_tools(assembler, emit, "The tool call did not finish.")
+            emit({"type": "error", "errorText": "An error occurred."})
+        finally:
+            checkpoints.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await checkpoints
+            # Store first, then end the stream: a client that reads the thread as soon as the stream ends must
+            # find the reply there.
+            await self._store_reply(user_id, thread_id, plan, assembler, status)
+            await self.hub.finish(live, "done" if status is None else status)
+
+    async def _checkpoints(
+        self, user_id: str, thread_id: str, plan: TurnPlan, assembler: MessageAssembler, changed: asyncio.Event
+    ) -> None:
+        """Store the reply so far, marked ``streaming``, at most every ``checkpoint_interval``: if the process
+        dies, the reply is kept up to that point (and marked ``interrupted`` by the next process)."""
+        while True:
+            await changed.wait()
+            changed.clear()
+            await self._store_reply(user_id, thread_id, plan, assembler, "streaming")
+            await asyncio.sleep(self.checkpoint_interval)
+
+    async def _store_reply(
+        self, user_id: str, thread_id: str, plan: TurnPlan, assembler: MessageAssembler, status: str | None
+    ) -> None:
+        reply = assembler.message
+        if not reply["parts"] and plan.continued is None:
+            return
+        try:
+            await self.store.upsert_message(
+                user_id,
+                thread_id,
+                message_id=reply["id"],
+                parent_id=plan.reply_parent,
+                content={k: v for k, v in reply.items() if k != "id"},
+                status=status,
+            )
+        except ThreadNotFound:
+            log.info("thread %s was deleted while its reply %s was generated", thread_id, reply["id"])
+        except Exception:
+            log.exception("could not store the reply %s in thread %s", reply["id"], thread_id)
+
+    @staticmethod
+    def _close_open_parts(assembler: MessageAssembler, emit: Callable[[dict[str, Any]], None]) -> None:
+        texts, reasonings = assembler.open_part_ids()
+        for part_id in texts:
+            emit({"type": "text-end", "id": part_id})
+        for part_id in reasonings:
+            emit({"type": "reasoning-end", "id": part_id})
+
+    def _fail_running_tools(
+        self, assembler: MessageAssembler, emit: Callable[[dict[str, Any]], None], reason: str
+    ) -> None:
+        """Give every tool call of the reply that was still under way an ``output-error``, so no stored part
+        waits forever for a result that will not come. Calls waiting for the client or for an approval are left
+        as they are: those are answered by the next request."""
+        for part in assembler.parts:
+            name = tool_name(part)
+            if name is None:
+                continue
+            state = part.get("state")
+            running = state == "input-streaming" or (
+                state == "input-available"
+                and (part.get("providerExecuted") or (name in self.tools and name not in self._client_tools))
+            )
+            if running:
+                emit({"type": "tool-output-error", "toolCallId": part["toolCallId"], "errorText": reason})
+
+    async def _answer_approvals(self, assembler: MessageAssembler, emit: Callable[[dict[str, Any]], None]) -> None:
+        """Run (or deny) the tool calls whose approval the client has just answered, before the model goes on."""
+        for part in list(assembler.parts):
+            if part.get("state") != "approval-responded":
+                continue
+            call = ToolCall(part["toolCallId"], tool_name(part) or "", part.get("input"))
+            if not part["approval"].get("approved"):
+                emit({"type": "tool-output-denied", "toolCallId": call.tool_call_id})
+                continue
+            tool = self.tools.get(call.tool_name)
+            output: Any = None
+            error: str | None = f"Tool {call.tool_name!r} cannot run on the server."
+            if tool is not None and tool.execute is not None:
+                output, error = await self._execute(tool, call)
+            if error is not None:
+                emit({"type": "tool-output-error", "toolCallId": call.tool_call_id, "errorText": error})
+            else:
+                emit({"type": "tool-output-available", "toolCallId": call.tool_call_id, "output": output})
+
+    async def _steps(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        assembler: MessageAssembler,
+        emit: Callable[[dict[str, Any]], None],
+    ) -> str:
+        """The model → tools → model loop; returns the finish reason of the last step."""
+        history: list[ModelMessage] = []
+        if self.system_prompt:
+            system = {"role": "system", "parts": [{"type": "text", "text": self.system_prompt}]}
+            history.extend(to_model_messages([system]))
+        history.extend(to_model_messages(messages))
+        reason = "stop"
+        model = self.model
+        specs = self.tools.specs()
+        for _step in range(self.max_steps):
+            # The step opens with the model's first event, so a model that fails before saying anything leaves
+            # no empty step (and no empty reply) behind.
+            started = False
+            calls: list[ToolCall] = []
+            finish: Finish | None = None
+            events = model.stream(ModelRequest(messages=history, tools=specs))
+            try:
+                async for event in _with_idle_timeout(events, self.model_timeout):
+                    if not started:
+                        emit({"type": "start-step"})
+                        started = True
+                    if isinstance(event, Finish):
+                        finish = event
+                        break
+                    if isinstance(event, ToolCall) and not event.provider_executed:
+                        calls.append(event)
+                    self._emit_event(event, emit)
+            finally:
+                # Close the model's stream now (its HTTP response, say), not whenever it is garbage collected.
+                close = getattr(events, "aclose", None)
+                if close is not None:
+                    await close()
+            if not started:
+                emit({"type": "start-step"})
+            self._close_open_parts(assembler, emit)
+            results, waiting_for_client = await self._run_tools(calls, emit)
+            emit({"type": "finish-step"})
+            reason = finish.reason if finish is not None else "other"
+            if not calls or waiting_for_client or finish is None or finish.reason != "tool-calls":
+                return reason
+            history.append(
+                ModelMessage("assistant", [ToolCallContent(c.tool_call_id, c.tool_name, c.input) for c in calls])
+            )
+            history.append(ModelMessage("tool", results))
+        return reason
+
+    def _emit_event(self, event: ModelEvent, emit: Callable[[dict[str, Any]], None]) -> None:
+        match event:
+            case TextStart(id=part_id):
+                emit({"type": "text-start", "id": part_id})
+            case TextDelta(id=part_id, delta=delta):
+                emit({"type": "text-delta", "id": part_id, "delta": delta})
+            case TextEnd(id=part_id):
+                emit({"type": "text-end", "id": part_id})
+            case ReasoningStart(id=part_id):
+                emit({"type": "reasoning-start", "id": part_id})
+            case ReasoningDelta(id=part_id, delta=delta):
+                emit({"type": "reasoning-delta", "id": part_id, "delta": delta})
+            case ReasoningEnd(id=part_id):
+                emit({"type": "reasoning-end", "id": part_id})
+            case ToolInputStart(tool_call_id=call_id, tool_name=name):
+                emit({"type": "tool-input-start", "toolCallId": call_id, "toolName": name})
+            case ToolInputDelta(tool_call_id=call_id, delta=delta):
+                emit({"type": "tool-input-delta", "toolCallId": call_id, "inputTextDelta": delta})
+            case ToolCall(tool_call_id=call_id, tool_name=name, input=value, provider_executed=executed):
+                call_chunk = {"type": "tool-input-available", "toolCallId": call_id, "toolName": name, "input": value}
+                if executed:
+                    call_chunk["providerExecuted"] = True
+                emit(call_chunk)
+            case ToolResult(tool_call_id=call_id, output=output, is_error=is_error):
+                if is_error:
+                    emit({"type": "tool-output-error", "toolCallId": call_id, "errorText": str(output)})
+                else:
+                    emit({"type": "tool-output-available", "toolCallId": call_id, "output": output})
+            case Data(name=name, data=data, id=data_id, transient=transient):
+                data_chunk: dict[str, Any] = {"type": f"data-{name}", "data": data}
+                if data_id is not None:
+                    data_chunk["id"] = data_id
+                if transient:
+                    data_chunk["transient"] = True
+                emit(data_chunk)
+            case Source(source_id=source_id, url=url, title=title):
+                chunk: dict[str, Any] = {"type": "source-url", "sourceId": source_id, "url": url}
+                if title is not None:
+                    chunk["title"] = title
+                emit(chunk)
+
+    async def _run_tools(
+        self, calls: Sequence[ToolCall], emit: Callable[[dict[str, Any]], None]
+    ) -> tuple[list[ToolResultContent], bool]:
+        """Run the server-side tools of one step; returns their results and whether a client-side tool waits."""
+        results: list[ToolResultContent] = []
+        waiting = False
+        outcomes = await asyncio.gather(*(self._run_tool(call) for call in calls))
+        for call, (output, error) in zip(calls, outcomes, strict=True):
+            if output is _CLIENT_SIDE:
+                waiting = True
+                continue
+            if output is _NEEDS_APPROVAL:
+                emit(
+                    {
+                        "type": "tool-approval-request",
+                        "approvalId": generate_id("approval"),
+                        "toolCallId": call.tool_call_id,
+                    }
+                )
+                waiting = True
+                continue
+            if error is not None:
+                emit({"type": "tool-output-error", "toolCallId": call.tool_call_id, "errorText": error})
+                results.append(ToolResultContent(call.tool_call_id, call.tool_name, error, is_error=True))
+            else:
+                emit({"type": "tool-output-available", "toolCallId": call.tool_call_id, "output": output})
+                results.append(ToolResultContent(call.tool_call_id, call.tool_name, output))
+        return results, waiting
+
+    async def _run_tool(self, call: ToolCall) -> tuple[Any, str | None]:
+        tool = self.tools.get(call.tool_name)
+        if tool is None:
+            return None, f"Unknown tool {call.tool_name!r}."
+        if tool.execute is None:
+            return _CLIENT_SIDE, None
+        if tool.needs_approval:
+            return _NEEDS_APPROVAL, None
+        return await self._execute(tool, call)
+
+    async def _execute(self, tool: Tool, call: ToolCall) -> tuple[Any, str | None]:
+        try:
+            return await tool.run(call.input), None
+        except ToolError as exc:
+            return None, str(exc)
+        except Exception as exc:  # a tool's own bug: reported to the model, logged for the operator
+            log.exception("tool %s failed", call.tool_name)
+            return None, f"Tool {call.tool_name} failed: {type(exc).__name__}"
+
+
+async def _with_idle_timeout(events: AsyncIterator[ModelEvent], seconds: float) -> AsyncIterator[ModelEvent]:
+    """The events, failing with a :class:`ModelError` when the model says nothing for ``seconds``: a stream
+    nobody feeds must not stay open forever."""
+    iterator = aiter(events)
+    while True:
+        try:
+            async with asyncio.timeout(seconds):
+                event = await anext(iterator)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise ModelError(f"The model stopped responding (nothing for {seconds:g} s).", retryable=True) from None
+        yield event
+
+
+_CLIENT_SIDE = object()
+_NEEDS_APPROVAL = object()
+
+
+def _schema_issues(schema: type[BaseModel], value: Any, loc: tuple[str | int, ...]) -> list[ValidationIssue]:
+    try:
+        schema.model_validate(value)
+    except ValidationError as exc:
+        return [ValidationIssue((*loc, *err["loc"]), err["msg"], err["type"]) for err in exc.errors()]
+    return []

@@ -1,0 +1,373 @@
+"""Live streams: one reply's chunks, fanned out to any number of readers, and kept where every process finds them.
+
+* In the producing process, a :class:`LiveStream` keeps the reply's SSE frames in memory: the ``POST /api/chat``
+  response and any resumed reader follow it from frame 0, live, with no database round trip.
+* A single flusher per process writes the new chunks of *all* live streams to the :class:`StreamLog` in one
+  transaction every ``flush_interval`` (and moves their heartbeats on), so another process can replay and follow a
+  stream, and a crash loses at most that interval of the chunk log.
+* Another process follows a stream from the log, waking up on a :class:`Broker` notification (Redis pub/sub when
+  configured) or, without one, every ``poll_interval``.
+* Stopping works from any process: the producer's own process cancels it at once; another process flags the
+  stream in the database and the producer's flusher sees the flag within one ``flush_interval``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import AsyncIterator, Awaitable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+from chatkeep.protocol.ids import generate_id
+from chatkeep.protocol.stream import DONE
+from chatkeep.store.streams import StreamInfo, StreamLog
+
+__all__ = ["Broker", "LiveStream", "LocalBroker", "RedisBroker", "StreamHub", "make_owner_id"]
+
+log = logging.getLogger("chatkeep.streams")
+
+
+def make_owner_id() -> str:
+    """``host:pid:token``: names this process as a stream's producer."""
+    return f"{socket.gethostname()}:{os.getpid()}:{generate_id(size=8)}"
+
+
+def owner_is_dead(owner: str, *, me: str) -> bool:
+    """Whether the process named ``owner`` is known to be gone: on this host, with a pid that no longer runs
+    (or this very pid under another token: an earlier life of a restarted container). Other hosts are judged by
+    their heartbeat instead."""
+    if owner == me:
+        return False
+    host, pid_text = owner.split(":")[:2] if owner.count(":") >= 2 else ("", "")
+    if host != me.split(":")[0] or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+class Broker(Protocol):
+    """Wakes readers in other processes when a stream has news."""
+
+    async def start(self) -> None: ...
+
+    async def notify(self, stream_id: str) -> None: ...
+
+    async def wait(self, stream_id: str, max_wait: float) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class LocalBroker:
+    """No cross-process notifications: readers in other processes poll the log."""
+
+    async def start(self) -> None:
+        return None
+
+    async def notify(self, stream_id: str) -> None:
+        return None
+
+    async def wait(self, stream_id: str, max_wait: float) -> None:
+        await asyncio.sleep(max_wait)
+
+    async def close(self) -> None:
+        return None
+
+
+class RedisBroker:
+    """Redis pub/sub on one channel per process group: a message names the stream that has news."""
+
+    CHANNEL = "chatkeep:streams"
+
+    def __init__(self, url: str) -> None:
+        import redis.asyncio as redis
+
+        self._redis = redis.from_url(url)
+        self._events: dict[str, list[asyncio.Event]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        pubsub = self._redis.pubsub()
+        await pubsub.subscribe(self.CHANNEL)
+        self._task = asyncio.create_task(self._listen(pubsub))
+
+    async def _listen(self, pubsub: object) -> None:
+        async for message in pubsub.listen():  # type: ignore[attr-defined]
+            if message.get("type") != "message":
+                continue
+            stream_id = message["data"].decode() if isinstance(message["data"], bytes) else str(message["data"])
+            for event in self._events.get(stream_id, ()):
+                event.set()
+
+    async def notify(self, stream_id: str) -> None:
+        try:
+            await self._redis.publish(self.CHANNEL, stream_id)
+        except Exception as exc:  # Redis is an accelerator: readers still poll the log
+            log.warning("could not publish to Redis: %s", exc)
+
+    async def wait(self, stream_id: str, max_wait: float) -> None:
+        event = asyncio.Event()
+        self._events.setdefault(stream_id, []).append(event)
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(event.wait(), max_wait)
+        finally:
+            waiters = self._events.get(stream_id, [])
+            if event in waiters:
+                waiters.remove(event)
+            if not waiters:
+                self._events.pop(stream_id, None)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._redis.aclose()
+
+
+@dataclass(eq=False)
+class LiveStream:
+    """The frames of one reply in its producing process; readers follow it from any frame."""
+
+    id: str
+    thread_id: str
+    message_id: str
+    frames: list[bytes] = field(default_factory=list)
+    done: bool = False
+    #: why the producer was asked to end early: ``"stop"`` (a user) or ``"shutdown"`` (this process)
+    stop_reason: str | None = None
+    task: asyncio.Task[None] | None = None
+    finished: asyncio.Event = field(default_factory=asyncio.Event)
+    _changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def append(self, frame: bytes) -> None:
+        self.frames.append(frame)
+        self._wake()
+
+    def close(self) -> None:
+        self.done = True
+        self._wake()
+        self.finished.set()
+
+    def _wake(self) -> None:
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    def request_stop(self, reason: str) -> None:
+        if self.stop_reason is None:
+            self.stop_reason = reason
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+
+    async def follow(self, start: int = 0) -> AsyncIterator[bytes]:
+        index = start
+        while True:
+            changed = self._changed
+            while index < len(self.frames):
+                yield self.frames[index]
+                index += 1
+            if self.done:
+                return
+            await changed.wait()
+
+
+class StreamHub:
+    """The live streams of this process, their chunk log, and how to follow streams of other processes."""
+
+    def __init__(
+        self,
+        stream_log: StreamLog,
+        *,
+        broker: Broker | None = None,
+        flush_interval: float = 0.2,
+        poll_interval: float = 0.25,
+        heartbeat_interval: float = 2.0,
+        stale_after: float = 30.0,
+    ) -> None:
+        self.log = stream_log
+        self.broker: Broker = broker or LocalBroker()
+        self.owner = make_owner_id()
+        self.flush_interval = flush_interval
+        self.poll_interval = poll_interval
+        self.heartbeat_interval = heartbeat_interval
+        self.stale_after = stale_after
+        self.live: dict[str, LiveStream] = {}
+        self._pending: list[tuple[str, int, str]] = []
+        self._counts: dict[str, int] = {}
+        self._flush_lock = asyncio.Lock()
+        self._last_heartbeat = datetime.now(UTC)
+        self._flusher: asyncio.Task[None] | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """For a long-running service: close what a dead earlier life of this process (or a dead neighbour on this
+        host) left active, then keep sweeping for streams whose producer stopped beating."""
+        await self.broker.start()
+        await self.recover()
+        self._sweeper = asyncio.create_task(self._sweep_loop())
+
+    async def recover(self) -> list[StreamInfo]:
+        orphans = await self.log.interrupt_orphans(lambda owner: owner_is_dead(owner, me=self.owner))
+        for orphan in orphans:
+            log.warning("stream %s of thread %s was left unfinished; marked interrupted", orphan.id, orphan.thread_id)
+        return orphans
+
+    async def close(self) -> None:
+        """Interrupt this process's streams (their partial replies are stored), flush, and stop the loops."""
+        for live in list(self.live.values()):
+            live.request_stop("shutdown")
+        pending = [live.task for live in self.live.values() if live.task is not None]
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+        for task in (self._sweeper, self._flusher):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        await self.flush()
+        await self.broker.close()
+
+    # -- producing -------------------------------------------------------------------------------------------
+
+    async def open(self, *, thread_id: str, message_id: str) -> LiveStream:
+        stream = LiveStream(generate_id("stream"), thread_id, message_id)
+        await self.log.create(stream_id=stream.id, thread_id=thread_id, message_id=message_id, owner=self.owner)
+        self.live[stream.id] = stream
+        self._counts[stream.id] = 0
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush_loop())
+        return stream
+
+    def emit(self, stream: LiveStream, frame: bytes, chunk_json: str) -> None:
+        """Publish one chunk: to this process's readers now, to the log at the next flush."""
+        stream.append(frame)
+        seq = self._counts[stream.id]
+        self._counts[stream.id] = seq + 1
+        self._pending.append((stream.id, seq, chunk_json))
+
+    async def finish(self, stream: LiveStream, status: str) -> None:
+        """End the stream: every chunk is in the log before its status says it ended."""
+        try:
+            await self.flush()
+            await self.log.finish(stream.id, status)
+        finally:
+            stream.append(DONE)
+            stream.close()
+            self.live.pop(stream.id, None)
+            self._counts.pop(stream.id, None)
+            await self.broker.notify(stream.id)
+
+    async def flush(self) -> None:
+        async with self._flush_lock:
+            rows, self._pending = self._pending, []
+            now = datetime.now(UTC)
+            beat = now - self._last_heartbeat >= timedelta(seconds=self.heartbeat_interval)
+            heartbeat = list(self.live) if beat else []
+            if not rows and not self.live:
+                return
+            try:
+                # Every live stream is checked each time (a stop request, a deleted thread), not only those with
+                # new chunks: a producer waiting on a slow model must still hear it.
+                stopped = await self.log.append(rows, heartbeat, watch=list(self.live))
+            except Exception:
+                self._pending[:0] = rows  # keep them for the next try
+                raise
+            if beat:
+                self._last_heartbeat = now
+            for stream_id in stopped:
+                if (live := self.live.get(stream_id)) is not None:
+                    live.request_stop("stop")
+            for stream_id in {row[0] for row in rows}:
+                await self.broker.notify(stream_id)
+
+    async def _flush_loop(self) -> None:
+        """Runs while this process has live streams (so an idle process has no background work)."""
+        while self.live or self._pending:
+            await asyncio.sleep(self.flush_interval)
+            try:
+                await self.flush()
+            except Exception:
+                log.exception("could not write the stream log; will retry")
+
+    async def _sweep_loop(self) -> None:
+        while True:
+            await asyncio.sleep(max(self.stale_after / 3, 1.0))
+            try:
+                now = datetime.now(UTC)
+                await self.log.interrupt_orphans(
+                    lambda owner: owner_is_dead(owner, me=self.owner),
+                    stale_before=now - timedelta(seconds=self.stale_after),
+                )
+                await self.log.trim(chunks_before=now - timedelta(minutes=1), streams_before=now - timedelta(days=1))
+            except Exception:
+                log.exception("stream housekeeping failed; will retry")
+
+    # -- reading and stopping --------------------------------------------------------------------------------
+
+    async def follow(self, user_id: str, thread_id: str) -> AsyncIterator[bytes] | None:
+        """The newest active stream of the user's thread, replayed from its ``start`` chunk and followed to its
+        end; ``None`` when nothing is streaming."""
+        streams = await self.log.active(user_id, thread_id)
+        if not streams:
+            return None
+        info = streams[0]
+        live = self.live.get(info.id)
+        if live is not None:
+            return live.follow()
+        return self._follow_log(info)
+
+    async def _follow_log(self, info: StreamInfo) -> AsyncIterator[bytes]:
+        after = -1
+        while True:
+            for seq, chunk in await self.log.chunks(info.id, after):
+                after = seq
+                yield b"data: " + chunk.encode() + b"\n\n"
+            current = await self.log.get(info.id)
+            ended = current is None or current.status != "active"
+            stale = current is not None and current.updated_at < datetime.now(UTC) - timedelta(seconds=self.stale_after)
+            if ended or stale:
+                for seq, chunk in await self.log.chunks(info.id, after):
+                    after = seq
+                    yield b"data: " + chunk.encode() + b"\n\n"
+                yield DONE
+                return
+            await self.broker.wait(info.id, self.poll_interval)
+
+    async def stop(self, user_id: str, thread_id: str, *, max_wait: float = 10.0) -> None:
+        """Stop every active stream of the user's thread and wait (up to ``max_wait`` seconds) until they have ended."""
+        streams = await self.log.active(user_id, thread_id)
+        if not streams:
+            return
+        remote = []
+        waits: list[Awaitable[object]] = []
+        for info in streams:
+            live = self.live.get(info.id)
+            if live is not None:
+                live.request_stop("stop")
+                waits.append(live.finished.wait())
+            else:
+                remote.append(info.id)
+        if remote:
+            await self.log.request_stop(remote)
+            waits.extend(self._until_ended(stream_id) for stream_id in remote)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*waits), max_wait)
+
+    async def _until_ended(self, stream_id: str) -> None:
+        while (info := await self.log.get(stream_id)) is not None and info.status == "active":
+            await self.broker.wait(stream_id, self.poll_interval)

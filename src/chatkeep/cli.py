@@ -1,0 +1,382 @@
+"""The ``chatkeep`` command: ``serve``, ``db upgrade``, ``db current``, ``export``, ``import``, ``users delete``.
+
+Errors chatkeep models (:class:`chatkeep.errors.ChatkeepError`) are shown as one clear line and exit with code 1,
+never a traceback. ``export`` writes JSON lines to stdout (or a file) and everything meant for people (progress,
+summaries, refused records) to stderr, so its output can be piped. Progress is a rich bar when stderr is a
+terminal, plain summary lines otherwise. See :mod:`chatkeep.store.transfer` for the record format.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import tempfile
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import TracebackType
+from typing import IO, TYPE_CHECKING, Any, TypeVar, cast
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+
+from chatkeep.errors import ChatkeepError
+from chatkeep.settings import Settings
+
+if TYPE_CHECKING:
+    from chatkeep.store.transfer import ImportReport, RecordResult, Transfer
+
+__all__ = ["main"]
+
+T = TypeVar("T")
+console = Console(stderr=True)
+
+
+def _settings(**overrides: Any) -> Settings:
+    return Settings(**{key: value for key, value in overrides.items() if value is not None})
+
+
+def _run(action: Callable[[], Awaitable[T]]) -> T:
+    try:
+        return asyncio.run(action())  # type: ignore[arg-type]
+    except ChatkeepError as exc:
+        raise click.ClickException(exc.message) from exc
+
+
+_database_option = click.option(
+    "--database-url",
+    metavar="URL",
+    help="postgres://…, postgresql://… or sqlite:///path. Default: $DATABASE_URL, else ./chatkeep.db.",
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="chatkeep")
+def main() -> None:
+    """chatkeep keeps AI chat threads and messages in SQLite or PostgreSQL."""
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535), help="Port to listen on.")
+@_database_option
+@click.option("--model", default=None, help="Model that answers chats (default: demo).")
+@click.option("--no-migrate", is_flag=True, help="Do not bring the schema up to date on start.")
+@click.option(
+    "--allow-unauthenticated", is_flag=True, help="Listen beyond loopback with no authentication (not recommended)."
+)
+def serve(
+    host: str, port: int, database_url: str | None, model: str | None, no_migrate: bool, allow_unauthenticated: bool
+) -> None:
+    """Run the HTTP service."""
+    import uvicorn
+
+    from chatkeep.api import create_app
+    from chatkeep.api.auth import Authenticator
+
+    settings = _settings(
+        database_url=database_url,
+        model=model,
+        migrate_on_start=False if no_migrate else None,
+        allow_unauthenticated=True if allow_unauthenticated else None,
+    )
+    try:
+        authenticator = Authenticator(settings)
+        app = create_app(settings)
+    except (ChatkeepError, ValueError) as exc:
+        raise click.ClickException(getattr(exc, "message", str(exc))) from exc
+    if not authenticator.enabled and not _is_loopback(host) and not settings.allow_unauthenticated:
+        raise click.ClickException(
+            f"refusing to serve everyone's chats to anyone on {host}: there is no authentication. Configure it "
+            "(CHATKEEP_JWT_SECRET, CHATKEEP_JWKS_URL), listen on 127.0.0.1, or pass --allow-unauthenticated."
+        )
+    console.print(f"chatkeep on [bold]http://{host}:{port}[/] (API docs at /docs), database {settings.database_url}")
+    uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=False)
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+@main.group()
+def keys() -> None:
+    """Server-to-server API keys."""
+
+
+@keys.command("new")
+def keys_new() -> None:
+    """Make an API key. Give the key to the calling service; configure only its hash."""
+    from chatkeep.api.auth import new_api_key
+
+    key, digest = new_api_key()
+    click.echo(
+        f"key:  {key}\nhash: {digest}\n\nAdd the hash to CHATKEEP_API_KEYS (comma-separated); the key is not stored."
+    )
+
+
+@main.group()
+def db() -> None:
+    """Database schema migrations."""
+
+
+@db.command("upgrade")
+@_database_option
+@click.option("--revision", default="head", show_default=True, help="Revision to upgrade to.")
+def db_upgrade(database_url: str | None, revision: str) -> None:
+    """Bring the schema up to date (safe to run again)."""
+    from chatkeep.store import make_engine
+    from chatkeep.store.migrate import current_revision, upgrade
+
+    settings = _settings(database_url=database_url)
+
+    async def action() -> str | None:
+        engine = make_engine(settings.database_url)
+        try:
+            await upgrade(engine, revision)
+            return await current_revision(engine)
+        finally:
+            await engine.dispose()
+
+    click.echo(f"database is at revision {_run(action)}")
+
+
+@db.command("current")
+@_database_option
+def db_current(database_url: str | None) -> None:
+    """Show the revision the database is at, and the newest one."""
+    from chatkeep.store import make_engine
+    from chatkeep.store.migrate import current_revision, head_revision
+
+    settings = _settings(database_url=database_url)
+
+    async def action() -> str | None:
+        engine = make_engine(settings.database_url)
+        try:
+            return await current_revision(engine)
+        finally:
+            await engine.dispose()
+
+    current = _run(action)
+    head = head_revision()
+    state = "up to date" if current == head else "needs 'chatkeep db upgrade'"
+    click.echo(f"current: {current or '(empty database)'}\nhead:    {head}\n{state}")
+
+
+# -- data rights: export, import, users delete -------------------------------------------------------------------
+
+_user_option = click.option("--user", "user_id", required=True, metavar="ID", help="The user whose threads these are.")
+
+
+def _with_transfer(database_url: str | None, action: Callable[[Transfer], Awaitable[T]]) -> T:
+    """Run ``action`` on a :class:`Transfer` over its own engine (disposed afterwards)."""
+    from chatkeep.store import make_engine
+    from chatkeep.store.transfer import Transfer
+
+    settings = _settings(database_url=database_url)
+
+    async def run() -> T:
+        engine = make_engine(settings.database_url)
+        try:
+            return await action(Transfer(engine))
+        finally:
+            await engine.dispose()
+
+    return _run(run)
+
+
+class _Progress:
+    """Threads done (of how many, when known): a rich bar on stderr when it is a terminal, else silent.
+
+    :meth:`note` prints a line above the bar (or plainly to stderr without one).
+    """
+
+    def __init__(self, description: str, total: int | None) -> None:
+        self._bar: Progress | None = None
+        self._task: TaskID | None = None
+        if console.is_terminal:
+            self._bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("threads"),
+                TimeElapsedColumn(),
+                console=console,
+            )
+            self._task = self._bar.add_task(description, total=total)
+
+    def __enter__(self) -> _Progress:
+        if self._bar is not None:
+            self._bar.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+    def advance(self) -> None:
+        if self._bar is not None and self._task is not None:
+            self._bar.advance(self._task)
+
+    def note(self, text: str) -> None:
+        if self._bar is not None:
+            self._bar.console.print(text, markup=False, highlight=False, soft_wrap=True)
+        else:
+            click.echo(text, err=True)
+
+
+@contextmanager
+def _output(path: str) -> Iterator[IO[bytes]]:
+    """stdout for ``-``; otherwise a file that only appears (or replaces the old one) once writing succeeded."""
+    if path == "-":
+        with click.open_file("-", "wb") as out:
+            yield out
+        return
+    target = Path(path)
+    try:
+        fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial")
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {path}: {exc.strerror}") from exc
+    try:
+        with os.fdopen(fd, "wb") as out:
+            yield out
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+@main.command("export")
+@_user_option
+@click.option(
+    "--output",
+    "-o",
+    default="-",
+    show_default=True,
+    type=click.Path(dir_okay=False, allow_dash=True),
+    help="File to write the JSON lines to ('-' for stdout).",
+)
+@_database_option
+def export(user_id: str, output: str, database_url: str | None) -> None:
+    """Write a user's threads as JSON lines, one thread (with all its messages) per line, oldest first."""
+
+    from chatkeep.store.transfer import encode_record
+
+    async def action(transfer: Transfer) -> int:
+        total = (await transfer.count_user(user_id)).threads
+        done = 0
+        with _output(output) as out, _Progress(f"exporting {user_id}", total) as progress:
+            async for record in transfer.export_user(user_id):
+                out.write(encode_record(record))
+                done += 1
+                progress.advance()
+        return done
+
+    done = _with_transfer(database_url, action)
+    where = "stdout" if output == "-" else output
+    click.echo(f"exported {_plural(done, 'thread')} of user {user_id!r} to {where}", err=True)
+
+
+@main.command("import")
+@_user_option
+@click.option(
+    "--input",
+    "-i",
+    "input_path",
+    default="-",
+    show_default=True,
+    type=click.Path(exists=True, dir_okay=False, allow_dash=True),
+    help="File of JSON lines written by 'chatkeep export' ('-' for stdin).",
+)
+@click.option(
+    "--on-conflict",
+    type=click.Choice(["skip", "replace", "fail"]),
+    default="skip",
+    show_default=True,
+    help="When the user already has a thread with the same id: keep it, replace it, or stop.",
+)
+@_database_option
+def import_(user_id: str, input_path: str, on_conflict: str, database_url: str | None) -> None:
+    """Import threads for a user from JSON lines; each thread is stored whole or not at all.
+
+    A line that cannot be imported (not valid, or a thread id another user has) is reported with its number and
+    the rest go on; the command then exits with code 1.
+    """
+    from chatkeep.store.transfer import OnConflict
+
+    async def action(transfer: Transfer) -> ImportReport:
+        with click.open_file(input_path, "rb") as source:
+            total = None
+            if input_path != "-":  # a file can be counted first; stdin is read once
+                total = sum(1 for line in source if line.strip())
+                source.seek(0)
+            with _Progress(f"importing {user_id}", total) as progress:
+
+                def on_record(result: RecordResult) -> None:
+                    if result.outcome == "refused":
+                        progress.note(result.describe())
+                    progress.advance()
+
+                return await transfer.import_records(
+                    user_id, source, on_conflict=cast(OnConflict, on_conflict), on_record=on_record
+                )
+
+    report = _with_transfer(database_url, action)
+    imported, replaced = report.count("imported"), report.count("replaced")
+    summary = f"imported {_plural(imported + replaced, 'thread')} for user {user_id!r}"
+    if replaced:
+        summary += f" ({replaced} replaced)"
+    if skipped := report.count("skipped"):
+        summary += f", skipped {skipped} the user already had"
+    click.echo(summary, err=True)
+    if refused := len(report.problems):
+        raise click.ClickException(f"{_plural(refused, 'record')} not imported (see the lines above)")
+
+
+@main.group()
+def users() -> None:
+    """Users' data."""
+
+
+def _interactive() -> bool:
+    return sys.stdin.isatty()
+
+
+@users.command("delete")
+@click.argument("user_id", metavar="ID")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@_database_option
+def users_delete(user_id: str, yes: bool, database_url: str | None) -> None:
+    """Delete every thread of a user with all its messages, parts and streams. This cannot be undone."""
+    counts = _with_transfer(database_url, lambda transfer: transfer.count_user(user_id))
+    if counts.threads == 0:
+        click.echo(f"user {user_id!r} has no threads; nothing to delete", err=True)
+        return
+    if not yes:
+        if not _interactive():
+            raise click.ClickException("refusing to delete without confirmation: pass --yes (stdin is not a terminal)")
+        click.confirm(
+            f"Delete user {user_id!r}: {_plural(counts.threads, 'thread')} and {_plural(counts.messages, 'message')}?"
+            " This cannot be undone.",
+            abort=True,
+            err=True,
+        )
+    deleted = _with_transfer(database_url, lambda transfer: transfer.delete_user(user_id))
+    click.echo(
+        f"deleted {_plural(deleted.threads, 'thread')} and {_plural(deleted.messages, 'message')} of user {user_id!r}",
+        err=True,
+    )

@@ -1,0 +1,21 @@
+"""Storage: the schema, its migrations, and :class:`ChatStore`, the domain API over it.
+
+Imports nothing from the web layer. Only this package talks to SQLAlchemy.
+"""
+
+from chatkeep.store.chat_store import DEFAULT_FORMAT, UNSET, ChatStore
+from chatkeep.store.engine import make_engine, normalize_database_url
+from chatkeep.store.records import MessageTree, Page, StoredMessage, Thread, ThreadStatus
+
+__all__ = [
+    "DEFAULT_FORMAT",
+    "UNSET",
+    "ChatStore",
+    "MessageTree",
+    "Page",
+    "StoredMessage",
+    "Thread",
+    "ThreadStatus",
+    "make_engine",
+    "normalize_database_url",
+]

@@ -1,0 +1,621 @@
+"""``ChatStore``: threads and their message trees, in domain verbs, on SQLite or PostgreSQL.
+
+Guarantees every method gives:
+
+* **Scoped to a user.** Every method takes the caller's ``user_id`` and every statement is filtered by it; a
+  thread of another user raises :class:`ThreadNotFound`, exactly like a missing one.
+* **One transaction per call.** A message and all its parts are written together or not at all. Writes to one
+  thread are serialized (the thread row is locked on PostgreSQL; SQLite takes its write lock up front).
+* **Parents before children.** A message's parent must already be in the thread; ``seq`` (the order key) only
+  grows, so listing by ``seq`` always lists parents first.
+* **Idempotent upserts.** Writing a message id again replaces its content and keeps its place in the tree.
+* **Nothing is lost.** Content comes back key for key as written (see :mod:`chatkeep.store.mapping`).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections import defaultdict
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, Final, cast
+
+from pydantic import BaseModel
+from sqlalchemy import Table, and_, delete, insert, or_, select, tuple_, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from chatkeep.errors import (
+    InvalidInput,
+    InvalidMessage,
+    MessageNotFound,
+    ParentNotFound,
+    ThreadNotFound,
+    ValidationIssue,
+)
+from chatkeep.protocol.ids import generate_id
+from chatkeep.protocol.messages import find_forbidden_characters, is_ai_sdk_format, parse_ui_message_content
+from chatkeep.store._db import Database
+from chatkeep.store.engine import make_engine
+from chatkeep.store.mapping import PART_COLUMNS, content_to_message_columns, message_columns_to_content
+from chatkeep.store.models import MessageRow, PartRow, ThreadRow
+from chatkeep.store.records import MessageTree, Page, StoredMessage, Thread, ThreadStatus
+
+__all__ = ["DEFAULT_FORMAT", "UNSET", "ChatStore"]
+
+#: The format of messages chatkeep writes itself (assistant-ui's name for the ai 6/7 UIMessage shape).
+DEFAULT_FORMAT: Final = "ai-sdk/v6"
+MAX_PAGE: Final = 1000
+
+
+class _Unset:
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+#: "Leave as it is" for optional arguments where ``None`` is a meaningful value.
+UNSET: Final = _Unset()
+
+_T = cast(Table, ThreadRow.__table__)
+_M = cast(Table, MessageRow.__table__)
+_P = cast(Table, PartRow.__table__)
+_THREAD_COLUMNS = (
+    _T.c.id, _T.c.user_id, _T.c.title, _T.c.status, _T.c.custom, _T.c.head_id, _T.c.local_id,
+    _T.c.created_at, _T.c.updated_at,
+)  # fmt: skip
+_MESSAGE_COLUMNS = (
+    _M.c.id, _M.c.thread_id, _M.c.parent_id, _M.c.format, _M.c.role, _M.c.metadata, _M.c.content, _M.c.extra,
+    _M.c.seq, _M.c.status, _M.c.created_at, _M.c.updated_at,
+)  # fmt: skip
+_PART_SELECT = tuple(_P.c[name] for name in ("message_id", *PART_COLUMNS))
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _thread(row: Any) -> Thread:
+    return Thread(
+        id=row.id,
+        user_id=row.user_id,
+        title=row.title,
+        status=cast(ThreadStatus, row.status),
+        custom=row.custom,
+        head_id=row.head_id,
+        local_id=row.local_id,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def _encode_cursor(*values: Any) -> str:
+    return base64.urlsafe_b64encode(json.dumps(values, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str, shape: tuple[type, ...]) -> list[Any]:
+    try:
+        values: Any = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if not isinstance(values, list) or len(values) != len(shape):
+            raise ValueError(cursor)
+        for value, kind in zip(values, shape, strict=True):
+            if type(value) is not kind:  # exact: bool is an int in Python
+                raise ValueError(cursor)
+            if isinstance(value, int) and not -(2**63) <= value < 2**63:  # order keys are signed 64-bit
+                raise ValueError(cursor)
+        return values
+    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+        raise InvalidInput([ValidationIssue(("after",), "not a cursor this listing handed out")]) from exc
+
+
+def _check_limit(limit: int | None) -> None:
+    if limit is not None and not 1 <= limit <= MAX_PAGE:
+        raise InvalidInput([ValidationIssue(("limit",), f"must be between 1 and {MAX_PAGE}")])
+
+
+def _check_text(value: Any, loc: tuple[str | int, ...]) -> None:
+    issues = find_forbidden_characters(value, loc)
+    if issues:
+        raise InvalidInput(issues)
+
+
+class ChatStore(Database):
+    """Threads and messages of many users in one database. Safe to share across tasks."""
+
+    @classmethod
+    def from_url(cls, url: str, *, pool_size: int = 10) -> ChatStore:
+        """A store on its own engine (``postgres://…``, ``postgresql://…``, ``sqlite:///path``)."""
+        return cls(make_engine(url, pool_size=pool_size))
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    async def ping(self) -> None:
+        """Raise :class:`DatabaseUnavailable` unless the database answers."""
+        async with self._read() as conn:
+            await conn.execute(select(1))
+
+    # -- threads ------------------------------------------------------------------------------------------
+
+    async def create_thread(
+        self,
+        user_id: str,
+        *,
+        thread_id: str | None = None,
+        local_id: str | None = None,
+        title: str | None = None,
+        custom: Any = None,
+        status: ThreadStatus = "regular",
+    ) -> tuple[Thread, bool]:
+        """Create a thread and return ``(thread, True)``, or ``(existing, False)``.
+
+        Idempotent on ``local_id`` (the client's own id for the thread) and on ``thread_id``: asking again gives
+        back the thread made the first time. A ``thread_id`` taken by another user raises
+        :class:`ThreadNotFound`, as if the caller had asked for that user's thread.
+        """
+        _check_text([user_id, thread_id, local_id, title, custom], ("body",))
+        async with self._write() as conn:
+            return await self._create_thread(
+                conn, user_id, thread_id=thread_id, local_id=local_id, title=title, custom=custom, status=status
+            )
+
+    async def _create_thread(
+        self,
+        conn: AsyncConnection,
+        user_id: str,
+        *,
+        thread_id: str | None,
+        local_id: str | None = None,
+        title: str | None = None,
+        custom: Any = None,
+        status: ThreadStatus = "regular",
+    ) -> tuple[Thread, bool]:
+        if local_id is not None:
+            existing = await conn.execute(
+                select(*_THREAD_COLUMNS).where(_T.c.user_id == user_id, _T.c.local_id == local_id)
+            )
+            if (row := existing.first()) is not None:
+                return _thread(row), False
+        new_id = thread_id if thread_id is not None else generate_id()
+        now = _now()
+        values = {
+            "id": new_id, "user_id": user_id, "local_id": local_id, "title": title, "status": status,
+            "custom": custom, "head_id": None, "message_seq": 0, "created_at": now, "updated_at": now,
+        }  # fmt: skip
+        # No conflict target: a concurrent creation may clash on the id or on (user_id, local_id), and either
+        # means "it exists already". On PostgreSQL the insert waits for the other transaction, so the lookups
+        # below see its row.
+        inserted = await conn.execute(self._insert_ignoring_conflicts(_T).values(values))
+        if inserted.rowcount == 1:
+            return _thread_from_values(values), True
+        lookups = [and_(_T.c.id == new_id, _T.c.user_id == user_id)]
+        if local_id is not None:
+            lookups.insert(0, and_(_T.c.user_id == user_id, _T.c.local_id == local_id))
+        for condition in lookups:
+            if (row := (await conn.execute(select(*_THREAD_COLUMNS).where(condition))).first()) is not None:
+                return _thread(row), False
+        raise ThreadNotFound(new_id)
+
+    async def get_thread(self, user_id: str, thread_id: str) -> Thread:
+        async with self._read() as conn:
+            return await self._get_thread(conn, user_id, thread_id)
+
+    async def _get_thread(self, conn: AsyncConnection, user_id: str, thread_id: str) -> Thread:
+        result = await conn.execute(select(*_THREAD_COLUMNS).where(_T.c.id == thread_id, _T.c.user_id == user_id))
+        row = result.first()
+        if row is None:
+            raise ThreadNotFound(thread_id)
+        return _thread(row)
+
+    async def list_threads(
+        self,
+        user_id: str,
+        *,
+        limit: int = 100,
+        after: str | None = None,
+        status: ThreadStatus | None = None,
+    ) -> Page[Thread]:
+        """The user's threads, most recently updated first (both statuses unless ``status`` is given).
+
+        Keyset-paged on ``(updated_at, id)``: a page costs the same however deep it is, and a thread updated while
+        someone pages moves to the front instead of shifting the pages after it.
+        """
+        _check_limit(limit)
+        query = select(*_THREAD_COLUMNS).where(_T.c.user_id == user_id)
+        if status is not None:
+            query = query.where(_T.c.status == status)
+        if after is not None:
+            stamp, last_id = _decode_cursor(after, (str, str))
+            try:
+                when = datetime.fromisoformat(stamp)
+            except ValueError as exc:
+                raise InvalidInput([ValidationIssue(("after",), "not a cursor this listing handed out")]) from exc
+            query = query.where(tuple_(_T.c.updated_at, _T.c.id) < tuple_(when, last_id))
+        query = query.order_by(_T.c.updated_at.desc(), _T.c.id.desc()).limit(limit + 1)
+        async with self._read() as conn:
+            rows = (await conn.execute(query)).all()
+        threads = [_thread(row) for row in rows[:limit]]
+        cursor = None
+        if len(rows) > limit:
+            last = threads[-1]
+            cursor = _encode_cursor(last.updated_at.isoformat(), last.id)
+        return Page(threads, cursor)
+
+    async def update_thread(
+        self,
+        user_id: str,
+        thread_id: str,
+        *,
+        title: str | None | _Unset = UNSET,
+        status: ThreadStatus | _Unset = UNSET,
+        custom: Any = UNSET,
+        head_id: str | _Unset = UNSET,
+    ) -> Thread:
+        """Change what is given (``title=None`` clears the title) and bump ``updated_at``.
+
+        ``head_id`` moves the active branch to end at that message, which must be in the thread.
+        """
+        changes: dict[str, Any] = {}
+        if not isinstance(title, _Unset):
+            changes["title"] = title
+        if not isinstance(status, _Unset):
+            changes["status"] = status
+        if not isinstance(custom, _Unset):
+            changes["custom"] = custom
+        _check_text([changes.get("title"), changes.get("custom")], ("body",))
+        async with self._write() as conn:
+            if not isinstance(head_id, _Unset):
+                await self._lock_thread(conn, user_id, thread_id)
+                found = await conn.execute(select(_M.c.id).where(_M.c.thread_id == thread_id, _M.c.id == head_id))
+                if found.first() is None:
+                    raise MessageNotFound(thread_id, head_id)
+                changes["head_id"] = head_id
+            changes["updated_at"] = _now()
+            result = await conn.execute(
+                update(_T)
+                .where(_T.c.id == thread_id, _T.c.user_id == user_id)
+                .values(changes)
+                .returning(*_THREAD_COLUMNS)
+            )
+            row = result.first()
+            if row is None:
+                raise ThreadNotFound(thread_id)
+            return _thread(row)
+
+    async def rename_thread(self, user_id: str, thread_id: str, title: str | None) -> Thread:
+        return await self.update_thread(user_id, thread_id, title=title)
+
+    async def archive_thread(self, user_id: str, thread_id: str) -> Thread:
+        return await self.update_thread(user_id, thread_id, status="archived")
+
+    async def unarchive_thread(self, user_id: str, thread_id: str) -> Thread:
+        return await self.update_thread(user_id, thread_id, status="regular")
+
+    async def delete_thread(self, user_id: str, thread_id: str) -> None:
+        """Delete the thread with all its messages and parts."""
+        async with self._write() as conn:
+            result = await conn.execute(delete(_T).where(_T.c.id == thread_id, _T.c.user_id == user_id))
+            if result.rowcount == 0:
+                raise ThreadNotFound(thread_id)
+
+    # -- messages: writes ---------------------------------------------------------------------------------
+
+    async def upsert_message(
+        self,
+        user_id: str,
+        thread_id: str,
+        *,
+        message_id: str,
+        parent_id: str | None | _Unset,
+        content: Mapping[str, Any] | BaseModel,
+        format: str = DEFAULT_FORMAT,
+        create_thread: bool = False,
+        status: str | None = None,
+    ) -> StoredMessage:
+        """Insert the message, or replace the one with that id, with all its parts, in one transaction.
+
+        ``content`` is the UIMessage without ``id`` for the AI SDK formats (validated; raises
+        :class:`InvalidMessage`), any JSON object otherwise (kept verbatim). A new message becomes the thread's
+        active leaf. ``parent_id`` must name an earlier message of the thread (:class:`ParentNotFound`);
+        ``UNSET`` keeps the parent of a stored message (and makes a new one a root). With
+        ``create_thread``, a thread id the user does not have yet is created for them (the assistant-ui
+        first-message race), unless another user has it.
+        """
+        columns, part_rows, data = _prepare_content(content, format)
+        _check_text([message_id, None if isinstance(parent_id, _Unset) else parent_id, format], ())
+        async with self._write() as conn:
+            return await self._upsert(
+                conn, user_id, thread_id, message_id, parent_id, format, data, columns, part_rows, create_thread, status
+            )
+
+    async def edit_message(
+        self,
+        user_id: str,
+        thread_id: str,
+        *,
+        message_id: str,
+        content: Mapping[str, Any] | BaseModel,
+        format: str = DEFAULT_FORMAT,
+    ) -> tuple[StoredMessage, str]:
+        """Store a new version of a message as a sibling of the old one, keeping the id for the new version.
+
+        The old version and the whole branch below it stay, renamed to a fresh id (returned); the new version
+        has the same parent, no children, and becomes the active leaf. This is how an edit that keeps the
+        message id (useChat's ``sendMessage({text, messageId})``) stays non-destructive.
+        """
+        columns, part_rows, data = _prepare_content(content, format)
+        async with self._write() as conn:
+            parent_id = await self._lock_and_find_parent(conn, user_id, thread_id, message_id)
+            old_id = f"{message_id[:200]}~{generate_id(size=10)}"
+            # ON UPDATE CASCADE carries the children's parent_id and the parts along.
+            await conn.execute(update(_M).where(_M.c.thread_id == thread_id, _M.c.id == message_id).values(id=old_id))
+            await conn.execute(
+                update(_T).where(_T.c.id == thread_id, _T.c.head_id == message_id).values(head_id=old_id)
+            )
+            stored = await self._upsert(
+                conn, user_id, thread_id, message_id, parent_id, format, data, columns, part_rows, False, None
+            )
+        return stored, old_id
+
+    async def _upsert(
+        self,
+        conn: AsyncConnection,
+        user_id: str,
+        thread_id: str,
+        message_id: str,
+        parent_id: str | None | _Unset,
+        format: str,
+        data: Any,
+        columns: dict[str, Any],
+        part_rows: list[dict[str, Any]],
+        create_thread: bool,
+        status: str | None,
+    ) -> StoredMessage:
+        now = _now()
+        thread_seq = await self._lock_thread(conn, user_id, thread_id, create=create_thread)
+        existing = (
+            await conn.execute(
+                select(_M.c.seq, _M.c.created_at, _M.c.parent_id).where(
+                    _M.c.thread_id == thread_id, _M.c.id == message_id
+                )
+            )
+        ).first()
+        seq = existing.seq if existing is not None else thread_seq + 1
+        if isinstance(parent_id, _Unset):
+            parent_id = existing.parent_id if existing is not None else None
+        if parent_id is not None:
+            parent = (
+                await conn.execute(select(_M.c.seq).where(_M.c.thread_id == thread_id, _M.c.id == parent_id))
+            ).first()
+            if parent is None or parent.seq >= seq:
+                raise ParentNotFound(thread_id, message_id, parent_id)
+        values = {
+            "parent_id": parent_id,
+            "format": format,
+            "role": columns["role"],
+            "metadata": columns["metadata_"],
+            "content": columns["content"],
+            "extra": columns["extra"],
+            "status": status,
+            "updated_at": now,
+        }
+        if existing is None:
+            created_at = now
+            await conn.execute(insert(_M).values(thread_id=thread_id, id=message_id, seq=seq, created_at=now, **values))
+            await conn.execute(
+                update(_T).where(_T.c.id == thread_id).values(message_seq=seq, head_id=message_id, updated_at=now)
+            )
+        else:
+            created_at = existing.created_at
+            await conn.execute(update(_M).where(_M.c.thread_id == thread_id, _M.c.id == message_id).values(values))
+            await conn.execute(delete(_P).where(_P.c.thread_id == thread_id, _P.c.message_id == message_id))
+            await conn.execute(update(_T).where(_T.c.id == thread_id).values(updated_at=now))
+        if part_rows:
+            for row in part_rows:
+                row["thread_id"] = thread_id
+                row["message_id"] = message_id
+            await conn.execute(insert(_P), part_rows)
+        return StoredMessage(
+            id=message_id, thread_id=thread_id, parent_id=parent_id, format=format, content=data, seq=seq,
+            created_at=created_at, updated_at=now, status=status,
+        )  # fmt: skip
+
+    async def append_message(
+        self,
+        user_id: str,
+        thread_id: str,
+        message: Mapping[str, Any] | BaseModel,
+        *,
+        parent_id: str | None | _Unset = UNSET,
+        format: str = DEFAULT_FORMAT,
+        create_thread: bool = False,
+    ) -> StoredMessage:
+        """Add a UIMessage (``{id, role, parts, …}``) under ``parent_id``, by default under the active leaf.
+
+        Like :meth:`upsert_message` otherwise; the message's ``id`` is taken from the message.
+        """
+        data = dict(_content_dict(message))
+        message_id = data.pop("id", None)
+        if not isinstance(message_id, str) or not message_id:
+            raise InvalidMessage([ValidationIssue(("id",), "a message needs a non-empty string id", "missing")])
+        if isinstance(parent_id, _Unset):
+            try:
+                parent_id = (await self.get_thread(user_id, thread_id)).head_id
+            except ThreadNotFound:
+                if not create_thread:
+                    raise
+                parent_id = None
+        return await self.upsert_message(
+            user_id, thread_id, message_id=message_id, parent_id=parent_id, content=data, format=format,
+            create_thread=create_thread,
+        )  # fmt: skip
+
+    async def delete_message(self, user_id: str, thread_id: str, message_id: str) -> None:
+        """Delete one message and its parts; its children move up to its parent, so no branch is lost.
+
+        If it was the active leaf, its parent becomes the active leaf.
+        """
+        async with self._write() as conn:
+            parent_id = await self._lock_and_find_parent(conn, user_id, thread_id, message_id)
+            await conn.execute(
+                update(_M).where(_M.c.thread_id == thread_id, _M.c.parent_id == message_id).values(parent_id=parent_id)
+            )
+            await conn.execute(delete(_M).where(_M.c.thread_id == thread_id, _M.c.id == message_id))
+            await conn.execute(
+                update(_T).where(_T.c.id == thread_id, _T.c.head_id == message_id).values(head_id=parent_id)
+            )
+            await conn.execute(update(_T).where(_T.c.id == thread_id).values(updated_at=_now()))
+
+    async def _lock_and_find_parent(
+        self, conn: AsyncConnection, user_id: str, thread_id: str, message_id: str
+    ) -> str | None:
+        """Lock the user's thread and return the parent of one of its messages (:class:`MessageNotFound` if none)."""
+        await self._lock_thread(conn, user_id, thread_id)
+        query = select(_M.c.parent_id).where(_M.c.thread_id == thread_id, _M.c.id == message_id)
+        found = (await conn.execute(query)).first()
+        if found is None:
+            raise MessageNotFound(thread_id, message_id)
+        return cast("str | None", found.parent_id)
+
+    async def _lock_thread(self, conn: AsyncConnection, user_id: str, thread_id: str, *, create: bool = False) -> int:
+        """Check the thread is the user's, lock it against concurrent writers, and return its ``message_seq``."""
+        query = select(_T.c.message_seq).where(_T.c.id == thread_id, _T.c.user_id == user_id)
+        if self.dialect == "postgresql":
+            query = query.with_for_update()
+        row = (await conn.execute(query)).first()
+        if row is not None:
+            return int(row.message_seq)
+        if create:
+            await self._create_thread(conn, user_id, thread_id=thread_id)
+            return await self._lock_thread(conn, user_id, thread_id)
+        raise ThreadNotFound(thread_id)
+
+    # -- messages: reads ----------------------------------------------------------------------------------
+
+    async def get_message(self, user_id: str, thread_id: str, message_id: str) -> StoredMessage:
+        async with self._read() as conn:
+            await self._get_thread(conn, user_id, thread_id)
+            messages = await self._load_messages(conn, thread_id, _M.c.id == message_id)
+        if not messages:
+            raise MessageNotFound(thread_id, message_id)
+        return messages[0]
+
+    async def list_messages(
+        self,
+        user_id: str,
+        thread_id: str,
+        *,
+        limit: int | None = None,
+        after: str | None = None,
+        format: str | None = None,
+        include_streaming: bool = False,
+    ) -> Page[StoredMessage]:
+        """The thread's messages, parents before children (in the order they were first written).
+
+        Without ``limit`` the whole thread comes in one page; with it, pages continue from ``after``. A reply
+        that is still being generated is left out unless ``include_streaming``: a client that loads the history
+        while it streams gets it by resuming the stream, and must not get it twice.
+        """
+        _check_limit(limit)
+        conditions = []
+        if not include_streaming:
+            conditions.append(or_(_M.c.status.is_(None), _M.c.status != "streaming"))
+        if after is not None:
+            (last_seq,) = _decode_cursor(after, (int,))
+            conditions.append(_M.c.seq > last_seq)
+        if format is not None:
+            conditions.append(_M.c.format == format)
+        async with self._read() as conn:
+            await self._get_thread(conn, user_id, thread_id)
+            messages = await self._load_messages(
+                conn, thread_id, and_(True, *conditions), limit=None if limit is None else limit + 1
+            )
+        cursor = None
+        if limit is not None and len(messages) > limit:
+            messages = messages[:limit]
+            cursor = _encode_cursor(messages[-1].seq)
+        return Page(messages, cursor)
+
+    async def load_tree(self, user_id: str, thread_id: str) -> MessageTree:
+        """Every message of the thread with the active leaf: enough to draw every branch."""
+        async with self._read() as conn:
+            thread = await self._get_thread(conn, user_id, thread_id)
+            messages = await self._load_messages(conn, thread_id, None)
+        return MessageTree(messages, thread.head_id)
+
+    async def active_branch(self, user_id: str, thread_id: str) -> list[dict[str, Any]]:
+        """The UIMessages from the root to the active leaf, ready for ``useChat({messages})``.
+
+        Messages in formats other than the AI SDK's are left out (they are not UIMessages), and so is a reply that
+        is still being generated (resume its stream instead; see :meth:`list_messages`).
+        """
+        tree = await self.load_tree(user_id, thread_id)
+        return [m.ui_message() for m in tree.branch() if is_ai_sdk_format(m.format) and m.status != "streaming"]
+
+    async def _load_messages(
+        self, conn: AsyncConnection, thread_id: str, condition: Any, *, limit: int | None = None
+    ) -> list[StoredMessage]:
+        query = select(*_MESSAGE_COLUMNS).where(_M.c.thread_id == thread_id).order_by(_M.c.seq)
+        if condition is not None:
+            query = query.where(condition)
+        if limit is not None:
+            query = query.limit(limit)
+        rows = (await conn.execute(query)).all()
+        typed_ids = [row.id for row in rows if row.content is None]
+        parts: dict[str, list[Any]] = defaultdict(list)
+        if typed_ids:
+            part_query = select(*_PART_SELECT).where(_P.c.thread_id == thread_id)
+            if limit is not None or condition is not None:
+                part_query = part_query.where(_P.c.message_id.in_(typed_ids))
+            part_query = part_query.order_by(_P.c.message_id, _P.c.part_order)
+            for part in (await conn.execute(part_query)).mappings():
+                parts[part["message_id"]].append(part)
+        out = []
+        for row in rows:
+            if row.content is not None:
+                content = row.content
+            else:
+                content = message_columns_to_content(row.role, row.metadata, row.extra, parts.get(row.id, ()))
+            out.append(
+                StoredMessage(
+                    id=row.id,
+                    thread_id=row.thread_id,
+                    parent_id=row.parent_id,
+                    format=row.format,
+                    content=content,
+                    seq=row.seq,
+                    created_at=row.created_at,
+                    updated_at=row.updated_at,
+                    status=row.status,
+                )
+            )
+        return out
+
+
+def _thread_from_values(values: Mapping[str, Any]) -> Thread:
+    return Thread(
+        id=values["id"], user_id=values["user_id"], title=values["title"], status=values["status"],
+        custom=values["custom"], head_id=None, local_id=values["local_id"], created_at=values["created_at"],
+        updated_at=values["updated_at"],
+    )  # fmt: skip
+
+
+def _prepare_content(
+    content: Mapping[str, Any] | BaseModel, format: str
+) -> tuple[dict[str, Any], list[dict[str, Any]], Any]:
+    """Validate ``content`` for its format and split it into message columns and part rows."""
+    data = _content_dict(content)
+    if is_ai_sdk_format(format):
+        parse_ui_message_content(data, loc=("content",))
+        columns, part_rows = content_to_message_columns(data)
+        return columns, part_rows, data
+    if not isinstance(data, dict):
+        raise InvalidMessage([ValidationIssue(("content",), "must be a JSON object")])
+    _check_text(data, ("content",))
+    return {"role": None, "metadata_": None, "extra": None, "content": data}, [], data
+
+
+def _content_dict(content: Mapping[str, Any] | BaseModel) -> Any:
+    if isinstance(content, BaseModel):
+        return content.model_dump(by_alias=True, exclude_unset=True)
+    return content

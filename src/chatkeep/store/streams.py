@@ -1,0 +1,203 @@
+"""``StreamLog``: the replies being generated, and the chunks they have produced, in the database.
+
+Every process can read what any process produced, so a client can resume a stream on another process, and a
+reply survives its producer's crash up to the last flush. Guarantees:
+
+* chunks of a stream have sequence numbers 0, 1, 2, … with no gaps; ``chunk_count`` is how many are stored;
+* a stream's ``status`` leaves ``active`` exactly once (``done``, ``aborted``, ``error`` by its producer, or
+  ``interrupted`` by whoever notices the producer died), and its chunks are all stored by then;
+* every read is scoped to the thread's owner, like everything else in the store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy import Table, bindparam, delete, func, insert, select, update
+
+from chatkeep.store._db import Database
+from chatkeep.store.models import MessageRow, PartRow, StreamChunkRow, StreamRow, ThreadRow
+
+__all__ = ["StreamInfo", "StreamLog"]
+
+_S = cast(Table, StreamRow.__table__)
+_C = cast(Table, StreamChunkRow.__table__)
+_T = cast(Table, ThreadRow.__table__)
+_M = cast(Table, MessageRow.__table__)
+_P = cast(Table, PartRow.__table__)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamInfo:
+    id: str
+    thread_id: str
+    message_id: str
+    status: str
+    owner: str
+    stop_requested: bool
+    chunk_count: int
+    updated_at: datetime
+
+
+_INFO_COLUMNS = (
+    _S.c.id, _S.c.thread_id, _S.c.message_id, _S.c.status, _S.c.owner, _S.c.stop_requested, _S.c.chunk_count,
+    _S.c.updated_at,
+)  # fmt: skip
+
+
+def _info(row: Any) -> StreamInfo:
+    return StreamInfo(
+        id=row.id, thread_id=row.thread_id, message_id=row.message_id, status=row.status, owner=row.owner,
+        stop_requested=bool(row.stop_requested), chunk_count=int(row.chunk_count), updated_at=row.updated_at,
+    )  # fmt: skip
+
+
+class StreamLog(Database):
+    async def create(self, *, stream_id: str, thread_id: str, message_id: str, owner: str) -> None:
+        """Register an active stream (the thread must exist; the caller has checked it is the user's)."""
+        now = _now()
+        async with self._write() as conn:
+            await conn.execute(
+                insert(_S).values(
+                    id=stream_id,
+                    thread_id=thread_id,
+                    message_id=message_id,
+                    status="active",
+                    owner=owner,
+                    stop_requested=False,
+                    chunk_count=0,
+                    created_at=now,
+                    updated_at=now,
+                )  # fmt: skip
+            )
+
+    async def append(
+        self, chunks: Sequence[tuple[str, int, str]], heartbeat: Iterable[str] = (), watch: Iterable[str] = ()
+    ) -> set[str]:
+        """Store ``(stream_id, seq, chunk_json)`` rows of any number of streams in one transaction, move each
+        stream's ``chunk_count`` and heartbeat on (also for the ``heartbeat`` streams without new chunks), and
+        return the ids, among those and the ``watch`` ones, of the streams whose producer should stop: someone
+        asked to stop them, or they are gone (their thread was deleted mid-reply; their chunks are dropped, so
+        one deleted thread never blocks the other streams of the batch)."""
+        beating = {row[0] for row in chunks} | set(heartbeat)
+        touched = beating | set(watch)
+        if not touched:
+            return set()
+        now = _now()
+        async with self._write() as conn:
+            alive = select(_S.c.id, _S.c.stop_requested).where(_S.c.id.in_(touched))
+            if self.dialect == "postgresql":
+                alive = alive.with_for_update(read=True)  # a concurrent delete waits until these rows are written
+            rows = (await conn.execute(alive)).all()
+            existing = {row.id for row in rows}
+            kept = [row for row in chunks if row[0] in existing]
+            counts: dict[str, int] = {}
+            for stream_id, seq, _ in kept:
+                counts[stream_id] = max(counts.get(stream_id, 0), seq + 1)
+            if kept:
+                await conn.execute(insert(_C), [{"stream_id": s, "seq": q, "chunk": c} for s, q, c in kept])
+            if counts:
+                await conn.execute(
+                    update(_S)
+                    .where(_S.c.id == bindparam("sid"))
+                    .values(chunk_count=bindparam("count"), updated_at=now),
+                    [{"sid": sid, "count": count} for sid, count in counts.items()],
+                )
+            rest = [sid for sid in existing & beating if sid not in counts]
+            if rest:
+                await conn.execute(update(_S).where(_S.c.id.in_(rest)).values(updated_at=now))
+            return {row.id for row in rows if row.stop_requested} | (touched - existing)
+
+    async def finish(self, stream_id: str, status: str) -> None:
+        async with self._write() as conn:
+            await conn.execute(
+                update(_S).where(_S.c.id == stream_id, _S.c.status == "active").values(status=status, updated_at=_now())
+            )
+
+    async def get(self, stream_id: str) -> StreamInfo | None:
+        async with self._read() as conn:
+            row = (await conn.execute(select(*_INFO_COLUMNS).where(_S.c.id == stream_id))).first()
+        return _info(row) if row is not None else None
+
+    async def active(self, user_id: str, thread_id: str) -> list[StreamInfo]:
+        """The user's active streams in the thread, newest first."""
+        query = (
+            select(*_INFO_COLUMNS)
+            .join(_T, _T.c.id == _S.c.thread_id)
+            .where(_S.c.thread_id == thread_id, _T.c.user_id == user_id, _S.c.status == "active")
+            .order_by(_S.c.created_at.desc())
+        )
+        async with self._read() as conn:
+            return [_info(row) for row in (await conn.execute(query)).all()]
+
+    async def count_active(self, user_id: str) -> int:
+        """How many replies the user has generating right now (in every process)."""
+        query = (
+            select(func.count())
+            .select_from(_S.join(_T, _T.c.id == _S.c.thread_id))
+            .where(_T.c.user_id == user_id, _S.c.status == "active")
+        )
+        async with self._read() as conn:
+            return int((await conn.execute(query)).scalar_one())
+
+    async def chunks(self, stream_id: str, after: int) -> list[tuple[int, str]]:
+        """The stored chunks with a sequence number above ``after``, in order."""
+        query = select(_C.c.seq, _C.c.chunk).where(_C.c.stream_id == stream_id, _C.c.seq > after).order_by(_C.c.seq)
+        async with self._read() as conn:
+            return [(int(row.seq), str(row.chunk)) for row in (await conn.execute(query)).all()]
+
+    async def request_stop(self, stream_ids: Sequence[str]) -> None:
+        async with self._write() as conn:
+            await conn.execute(update(_S).where(_S.c.id.in_(stream_ids)).values(stop_requested=True))
+
+    async def interrupt_orphans(
+        self, is_dead: Callable[[str], bool], *, stale_before: datetime | None = None
+    ) -> list[StreamInfo]:
+        """Mark ``interrupted`` the active streams whose producer is gone: ``is_dead(owner)``, or (when
+        ``stale_before`` is given) no heartbeat since then. Their checkpointed replies become ``interrupted``
+        messages with every part closed, so the thread reads as a normal, if cut short, conversation."""
+        async with self._write() as conn:
+            rows = (await conn.execute(select(*_INFO_COLUMNS).where(_S.c.status == "active"))).all()
+            orphans = [
+                _info(r) for r in rows if is_dead(r.owner) or (stale_before is not None and r.updated_at < stale_before)
+            ]
+            if not orphans:
+                return []
+            ids = [o.id for o in orphans]
+            await conn.execute(update(_S).where(_S.c.id.in_(ids)).values(status="interrupted", updated_at=_now()))
+            for orphan in orphans:
+                where = (_P.c.thread_id == orphan.thread_id, _P.c.message_id == orphan.message_id)
+                await conn.execute(update(_P).where(*where, _P.c.text_state == "streaming").values(text_state="done"))
+                await conn.execute(
+                    update(_P).where(*where, _P.c.reasoning_state == "streaming").values(reasoning_state="done")
+                )
+                await conn.execute(
+                    update(_M)
+                    .where(
+                        _M.c.thread_id == orphan.thread_id,
+                        _M.c.id == orphan.message_id,
+                        _M.c.status == "streaming",
+                    )
+                    .values(status="interrupted", updated_at=_now())
+                )
+            return orphans
+
+    async def trim(self, *, chunks_before: datetime, streams_before: datetime) -> None:
+        """Delete the chunks of streams that ended before ``chunks_before`` (their replies are stored in full)
+        and the rows of streams that ended before ``streams_before``."""
+        async with self._write() as conn:
+            ended = select(_S.c.id).where(_S.c.status != "active", _S.c.updated_at < chunks_before)
+            await conn.execute(delete(_C).where(_C.c.stream_id.in_(ended)))
+            await conn.execute(delete(_S).where(_S.c.status != "active", _S.c.updated_at < streams_before))
+
+
+def stale(seconds: float) -> datetime:
+    """The moment ``seconds`` ago (for ``stale_before``)."""
+    return _now() - timedelta(seconds=seconds)

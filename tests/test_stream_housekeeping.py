@@ -1,0 +1,156 @@
+"""Nothing grows without bound and nothing hangs: finished chunk logs are trimmed, streams whose producer stopped
+beating are closed, and a model that goes silent ends the turn."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import httpx
+from sqlalchemy import text
+
+from chatkeep.api import create_app
+from chatkeep.chat.service import ChatService
+from chatkeep.providers.base import ModelEvent, ModelRequest
+from chatkeep.providers.function import FunctionModel
+from chatkeep.settings import Settings
+from chatkeep.store import ChatStore
+from chatkeep.store.streams import StreamLog
+
+
+async def _stream_with_chunks(store: ChatStore, log: StreamLog, stream_id: str, owner: str = "h:1:t") -> None:
+    thread, _ = await store.create_thread("u1")
+    await log.create(stream_id=stream_id, thread_id=thread.id, message_id="m1", owner=owner)
+    await log.append([(stream_id, 0, '{"type":"start"}'), (stream_id, 1, '{"type":"finish"}')])
+
+
+async def _count(store: ChatStore, table: str) -> int:
+    async with store.engine.connect() as conn:
+        return int((await conn.execute(text(f"SELECT count(*) FROM {table}"))).scalar_one())
+
+
+async def test_finished_chunk_logs_are_trimmed_and_active_ones_kept(store: ChatStore) -> None:
+    log = StreamLog(store.engine)
+    await _stream_with_chunks(store, log, "s-done")
+    await _stream_with_chunks(store, log, "s-live")
+    await log.finish("s-done", "done")
+    assert await log.chunks("s-live", -1) == [(0, '{"type":"start"}'), (1, '{"type":"finish"}')]
+    later = datetime.now(UTC) + timedelta(minutes=5)
+    await log.trim(chunks_before=later, streams_before=datetime.now(UTC) - timedelta(days=1))
+    assert await log.chunks("s-done", -1) == []
+    assert len(await log.chunks("s-live", -1)) == 2
+    await log.trim(chunks_before=later, streams_before=later)
+    assert await log.get("s-done") is None
+    assert await log.get("s-live") is not None
+
+
+async def test_a_stream_without_heartbeat_is_interrupted(store: ChatStore) -> None:
+    log = StreamLog(store.engine)
+    await _stream_with_chunks(store, log, "s1", owner="elsewhere:42:x")
+    assert await log.interrupt_orphans(lambda owner: False) == []
+    orphans = await log.interrupt_orphans(lambda owner: False, stale_before=datetime.now(UTC) + timedelta(seconds=1))
+    assert [o.id for o in orphans] == ["s1"]
+    info = await log.get("s1")
+    assert info is not None and info.status == "interrupted"
+    assert await log.interrupt_orphans(lambda owner: True) == []  # it happens once
+
+
+async def test_stop_requests_reach_the_producer_through_the_log(store: ChatStore) -> None:
+    log = StreamLog(store.engine)
+    await _stream_with_chunks(store, log, "s1")
+    assert await log.append([], heartbeat=["s1"]) == set()
+    await log.request_stop(["s1"])
+    assert await log.append([], heartbeat=["s1"]) == {"s1"}
+
+
+async def test_a_silent_model_ends_the_turn(store: ChatStore) -> None:
+    async def silent(request: ModelRequest) -> AsyncIterator[ModelEvent | str]:
+        yield "thinking about it"
+        await asyncio.sleep(30)
+        yield "never"
+
+    service = ChatService(store, FunctionModel(silent), model_timeout=0.3)
+    app = create_app(Settings(migrate_on_start=False), store=store, chat=service)
+    user = {"id": "u1", "role": "user", "parts": [{"type": "text", "text": "hi"}]}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t", timeout=10) as client:
+        response = await client.post("/api/chat", json={"id": "t1", "messages": [user]})
+        assert '"type":"error"' in response.text and "stopped responding" in response.text
+        rows = (await client.get("/api/threads/t1/messages")).json()
+    assert rows[1]["status"] == "error"
+    assert rows[1]["content"]["parts"][1] == {"type": "text", "text": "thinking about it", "state": "done"}
+    assert await _count(store, "streams") == 1
+    await service.close()
+
+
+async def test_a_tool_call_cut_short_gets_an_error_result(store: ChatStore) -> None:
+    from chatkeep.providers.base import ToolCall, ToolInputStart
+
+    async def agent(request: ModelRequest) -> AsyncIterator[ModelEvent | str]:
+        yield ToolCall("c1", "search", {"q": "x"}, provider_executed=True)  # the agent's own tool, running…
+        yield ToolInputStart("c2", "search")  # …and a second call whose input never completes
+        await asyncio.sleep(30)
+
+    service = ChatService(store, FunctionModel(agent), model_timeout=0.3)
+    app = create_app(Settings(migrate_on_start=False), store=store, chat=service)
+    user = {"id": "u1", "role": "user", "parts": [{"type": "text", "text": "hi"}]}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t", timeout=10) as client:
+        await client.post("/api/chat", json={"id": "t1", "messages": [user]})
+        reply = (await client.get("/api/threads/t1/messages")).json()[1]["content"]
+    tools = [p for p in reply["parts"] if p["type"] == "tool-search"]
+    assert [(p["toolCallId"], p["state"]) for p in tools] == [("c1", "output-error"), ("c2", "output-error")]
+    assert tools[0]["errorText"] == "The tool call did not finish: the model failed."
+    await service.close()
+
+
+async def test_deleting_a_thread_mid_reply_does_not_block_other_streams(store: ChatStore) -> None:
+    log = StreamLog(store.engine)
+    await _stream_with_chunks(store, log, "s-kept")
+    doomed, _ = await store.create_thread("u2")
+    await log.create(stream_id="s-doomed", thread_id=doomed.id, message_id="m1", owner="h:1:t")
+    await store.delete_thread("u2", doomed.id)  # cascades to its stream row
+    stopped = await log.append([("s-kept", 2, '{"type":"text-start","id":"t"}'), ("s-doomed", 0, '{"type":"start"}')])
+    assert stopped == {"s-doomed"}  # its producer is told to stop
+    assert [seq for seq, _ in await log.chunks("s-kept", -1)] == [0, 1, 2]
+    info = await log.get("s-kept")
+    assert info is not None and info.chunk_count == 3
+
+
+async def test_deleting_the_thread_of_a_running_reply_through_the_api(store: ChatStore) -> None:
+    release = asyncio.Event()
+
+    async def slow(request: ModelRequest) -> AsyncIterator[ModelEvent | str]:
+        yield "partial"
+        await release.wait()
+        yield " more"
+
+    service = ChatService(store, FunctionModel(slow))
+    service.hub.flush_interval = 0.05
+    user = {"id": "u1", "role": "user", "parts": [{"type": "text", "text": "hi"}]}
+    doomed = await service.start("local", "doomed", messages=[user])
+    kept = await service.start("local", "kept", messages=[{**user, "id": "u9"}])
+    await asyncio.sleep(0.2)
+    await store.delete_thread("local", "doomed")
+    await asyncio.sleep(0.3)  # a flush runs: the doomed stream is told to stop, the other one goes on
+    assert doomed.stream.done or doomed.stream.stop_reason == "stop"
+    release.set()
+    frames = [frame async for frame in kept.sse()]
+    assert frames[-1] == b"data: [DONE]\n\n"
+    reply = (await store.list_messages("local", "kept")).items[1]
+    assert reply.status is None and reply.content["parts"][1]["text"] == "partial more"
+    await service.close()
+
+
+def test_which_producers_are_known_to_be_dead() -> None:
+    import os
+
+    from chatkeep.chat.streams import make_owner_id, owner_is_dead
+
+    me = make_owner_id()
+    host = me.split(":")[0]
+    assert not owner_is_dead(me, me=me)
+    assert owner_is_dead(f"{host}:{os.getpid()}:earlier-life", me=me)  # this pid, before a restart
+    assert owner_is_dead(f"{host}:999999999:x", me=me)  # no such process on this host
+    assert not owner_is_dead(f"{host}:1:x", me=me)  # a live process on this host
+    assert not owner_is_dead("another-host:123:x", me=me)  # other hosts: their heartbeat decides
+    assert not owner_is_dead("garbage", me=me)

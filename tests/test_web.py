@@ -1,0 +1,335 @@
+"""The web chat page, in Debian's Chromium (headless, driven by Playwright; no browser download), against a real
+``chatkeep serve``. Screenshots of the main states, at desktop and phone sizes, go to test-artifacts/screenshots.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import jwt
+import pytest
+from playwright.async_api import (
+    Browser,
+    BrowserContext,
+    Dialog,
+    FilePayload,
+    Locator,
+    Page,
+    Route,
+    ViewportSize,
+    async_playwright,
+    expect,
+)
+
+from tests._server import Server, running_server
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+SHOTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "screenshots"
+DESKTOP: ViewportSize = {"width": 1280, "height": 800}
+PHONE: ViewportSize = {"width": 390, "height": 844}
+SECRET = "a-secret-for-the-browser-tests-only"
+
+
+@pytest.fixture(scope="module")
+def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    database = f"sqlite:///{tmp_path_factory.mktemp('web') / 'web.db'}"
+    with running_server(database, env={"CHATKEEP_DEMO_DELAY_MS": "15"}) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Debian's chromium is missing: apt-get install chromium (scripts/test does it)")
+    return CHROMIUM
+
+
+@pytest.fixture(scope="module")
+async def browser(chromium: str) -> AsyncIterator[Browser]:
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(
+            executable_path=chromium,
+            args=[
+                "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            ],
+        )  # fmt: skip
+        yield launched
+        await launched.close()
+
+
+@pytest.fixture
+async def context(browser: Browser) -> AsyncIterator[BrowserContext]:
+    ctx = await browser.new_context(viewport=DESKTOP)
+    yield ctx
+    await ctx.close()
+
+
+@pytest.fixture
+async def page(context: BrowserContext) -> AsyncIterator[Page]:
+    p = await context.new_page()
+    p.set_default_timeout(15_000)
+    yield p
+
+
+async def shot(page: Page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=False)
+
+
+def assistant(page: Page) -> Locator:
+    return page.locator('[data-testid="message"][data-role="assistant"]')
+
+
+async def send(page: Page, text: str) -> None:
+    composer = page.get_by_test_id("composer")
+    await composer.fill(text)
+    await composer.press("Enter")
+
+
+def last_reply_text(page: Page) -> Locator:
+    return page.locator('[data-testid="message"][data-role="assistant"]').last.get_by_test_id("message-text")
+
+
+async def test_send_see_the_streamed_reply_and_reload(page: Page, web: Server) -> None:
+    await page.goto(web.url + "/")
+    await send(page, "hello there")
+    await expect(last_reply_text(page)).to_have_text("You said: hello there")
+    await expect(page).to_have_url(re.compile(r"/chat/[^/]+$"))
+    await shot(page, "desktop-chat")
+    await page.reload()
+    await expect(page.locator('[data-testid="message"][data-role="user"]')).to_have_text(["hello there"])
+    await expect(last_reply_text(page)).to_have_text("You said: hello there")
+
+
+async def test_opening_the_page_leaves_no_empty_thread_and_shift_enter_adds_a_line(page: Page, web: Server) -> None:
+    async with httpx.AsyncClient() as client:
+        before = (await client.get(f"{web.url}/api/threads")).json()
+        for _ in range(3):
+            await page.goto(web.url + "/")
+            await expect(page.get_by_test_id("composer")).to_be_visible()
+        composer = page.get_by_test_id("composer")
+        await composer.fill("line one")
+        await composer.press("Shift+Enter")
+        await composer.press_sequentially("line two")
+        await expect(composer).to_have_value("line one\nline two")
+        await expect(page.locator('[data-testid="message"]')).to_have_count(0)
+        assert (await client.get(f"{web.url}/api/threads")).json() == before
+
+
+async def test_a_tool_call_is_shown_with_its_state_input_and_output(page: Page, web: Server) -> None:
+    await page.goto(web.url + "/")
+    await send(page, "What is the weather in Paris?")
+    tool = page.get_by_test_id("tool")
+    await expect(tool).to_have_attribute("data-state", "output-available")
+    await expect(tool).to_contain_text("get_weather")
+    await expect(last_reply_text(page)).to_contain_text("The weather in Paris is")
+    await tool.click()
+    await expect(tool).to_contain_text("Paris")
+    await expect(tool).to_contain_text("temperatureC")
+    await shot(page, "desktop-tool-call")
+
+
+async def test_reasoning_is_shown_collapsed_and_sources_as_links(page: Page, web: Server) -> None:
+    await page.goto(web.url + "/")
+    await send(page, "think about it and give me a source")
+    reasoning = page.get_by_test_id("reasoning")
+    await expect(reasoning).to_be_visible()
+    assert await reasoning.evaluate("el => el.tagName === 'DETAILS' ? !el.open : true")
+    link = page.get_by_test_id("source-link")
+    await expect(link).to_have_attribute("href", "https://example.com/chatkeep-demo")
+    await shot(page, "desktop-reasoning-source")
+
+
+async def test_stop_midway_keeps_the_partial_reply(page: Page, web: Server) -> None:
+    await page.goto(web.url + "/")
+    await send(page, "count to 500")
+    await expect(last_reply_text(page)).to_contain_text(" 20 ")
+    await page.get_by_test_id("stop").click()
+    await expect(page.get_by_test_id("stop")).to_have_count(0)
+    kept = await last_reply_text(page).inner_text()
+    numbers = kept.split()
+    assert numbers == [str(i) for i in range(1, len(numbers) + 1)] and 20 <= len(numbers) < 500
+    await asyncio.sleep(0.5)
+    await page.reload()
+    await expect(last_reply_text(page)).to_have_text(kept)
+
+
+async def test_a_reload_during_a_reply_resumes_it(page: Page, web: Server) -> None:
+    await page.goto(web.url + "/")
+    await send(page, "count to 150")
+    await expect(last_reply_text(page)).to_contain_text(" 10 ")
+    await expect(page).to_have_url(re.compile(r"/chat/[^/]+$"))
+    await page.reload()
+    await expect(last_reply_text(page)).to_have_text(" ".join(str(i) for i in range(1, 151)), timeout=20_000)
+    await expect(assistant(page)).to_have_count(1)
+
+
+async def test_regenerate_and_switch_branches(page: Page, web: Server) -> None:
+    await page.goto(web.url + "/")
+    await send(page, "hi")
+    await expect(last_reply_text(page)).to_have_text("You said: hi")
+    await page.get_by_test_id("regenerate").click()
+    label = page.get_by_test_id("branch-label")
+    await expect(label).to_have_text("2/2")
+    await page.get_by_test_id("branch-prev").click()
+    await expect(label).to_have_text("1/2")
+    await page.reload()
+    await expect(page.get_by_test_id("branch-label")).to_have_text("1/2")
+
+
+async def test_edit_a_user_message_makes_a_branch(page: Page, web: Server) -> None:
+    await page.goto(web.url + "/")
+    await send(page, "first version")
+    await expect(last_reply_text(page)).to_have_text("You said: first version")
+    await page.get_by_test_id("edit").click()
+    editor = page.locator('[data-testid="message"][data-role="user"] textarea')
+    await editor.fill("second version")
+    await page.get_by_test_id("edit-save").click()
+    await expect(last_reply_text(page)).to_have_text("You said: second version")
+    await expect(page.get_by_test_id("branch-label").first).to_have_text("2/2")
+
+
+async def test_html_from_a_user_renders_as_text(page: Page, web: Server) -> None:
+    dialogs: list[str] = []
+
+    def on_dialog(dialog: Dialog) -> None:
+        dialogs.append(dialog.message)
+
+    page.on("dialog", on_dialog)
+    await page.goto(web.url + "/")
+    payload = "<img src=x onerror=alert(1)>"
+    await send(page, payload)
+    await expect(last_reply_text(page)).to_have_text(f"You said: {payload}")
+    await expect(page.locator('[data-testid="message"] img[src="x"]')).to_have_count(0)
+    await expect(page.locator('[data-testid="message"][data-role="user"]')).to_contain_text(payload)
+    assert dialogs == []
+
+
+async def test_an_image_attachment_is_sent_stored_and_shown(page: Page, web: Server) -> None:
+    # A 1x1 PNG.
+    png = bytes.fromhex(
+        "89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c4890000000d49444154789c6360f8cfc0"
+        "f01f0005000201e221bc330000000049454e44ae426082"
+    )
+    await page.goto(web.url + "/")
+    picture: FilePayload = {"name": "dot.png", "mimeType": "image/png", "buffer": png}
+    await page.get_by_test_id("attach-input").set_input_files(files=[picture])
+    await send(page, "what is in this picture?")
+    await expect(last_reply_text(page)).to_have_text("You said: what is in this picture?")
+    await page.reload()
+    image = page.locator('[data-testid="message"][data-role="user"]').get_by_test_id("attachment-image")
+    await expect(image).to_have_count(1)
+    assert (await image.get_attribute("src") or "").startswith("data:image/png;base64,")
+
+
+async def test_an_error_keeps_what_was_typed(page: Page, web: Server) -> None:
+    async def fail(route: Route) -> None:
+        await route.fulfill(status=503, content_type="application/json", body='{"error":{"code":"x","message":"down"}}')
+
+    await page.goto(web.url + "/")
+    await page.route("**/api/chat", fail)
+    await send(page, "please keep this text")
+    await expect(page.get_by_test_id("error-banner")).to_be_visible()
+    await expect(page.get_by_test_id("composer")).to_have_value("please keep this text")
+    await shot(page, "desktop-error")
+    await page.unroute("**/api/chat", fail)
+    await page.get_by_test_id("retry").click()
+    await expect(last_reply_text(page)).to_have_text("You said: please keep this text")
+
+
+async def test_rename_archive_unarchive_and_delete_a_thread(page: Page, web: Server) -> None:
+    page.on("dialog", lambda dialog: dialog.accept())
+    await page.goto(web.url + "/")
+    await send(page, "a thread to manage")
+    await expect(last_reply_text(page)).to_have_text("You said: a thread to manage")
+    thread_id = page.url.rsplit("/", 1)[1]
+    item = page.locator(f'[data-testid="thread"][data-thread-id="{thread_id}"]')
+    await expect(item).to_contain_text("a thread to manage")  # the automatic title
+    await item.hover()
+    await item.get_by_test_id("thread-rename").click()
+    rename = item.locator("input")
+    await rename.fill("Renamed thread")
+    await rename.press("Enter")
+    await expect(item).to_contain_text("Renamed thread")
+    await item.hover()
+    await item.get_by_test_id("thread-archive").click()
+    await expect(page.get_by_test_id("thread-unarchive")).to_have_count(1)
+    await page.get_by_test_id("thread-unarchive").click()
+    await expect(item.get_by_test_id("thread-archive")).to_have_count(1)
+    await item.hover()
+    await item.get_by_test_id("thread-delete").click()
+    await expect(page.locator(f'[data-thread-id="{thread_id}"]')).to_have_count(0)
+    await page.goto(web.url + f"/chat/{thread_id}")
+    await expect(page.get_by_text("does not exist")).to_be_visible()
+
+
+async def test_phone_layout(browser: Browser, web: Server) -> None:
+    context = await browser.new_context(viewport=PHONE, is_mobile=True, has_touch=True)
+    page = await context.new_page()
+    try:
+        await page.goto(web.url + "/")
+        await shot(page, "phone-empty")
+        await send(page, "weather in Oslo, and think first")
+        await expect(page.get_by_test_id("tool")).to_have_attribute("data-state", "output-available")
+        await expect(last_reply_text(page)).to_contain_text("The weather in Oslo is")
+        await shot(page, "phone-chat")
+        await page.get_by_test_id("menu").click()
+        await expect(page.get_by_test_id("new-chat")).to_be_visible()
+        await expect(page.get_by_test_id("new-chat")).to_be_in_viewport(ratio=1)
+        await page.wait_for_timeout(400)  # let the drawer's slide-in finish before the picture
+        await shot(page, "phone-drawer")
+        width = await page.evaluate("document.documentElement.scrollWidth")
+        assert width <= PHONE["width"], f"the page scrolls sideways on a phone ({width}px)"
+    finally:
+        await context.close()
+
+
+async def test_auth_token_and_a_clear_401(browser: Browser, tmp_path: Path) -> None:
+    with running_server(
+        f"sqlite:///{tmp_path / 'auth.db'}", env={"CHATKEEP_JWT_SECRET": SECRET, "CHATKEEP_DEMO_DELAY_MS": "5"}
+    ) as server:
+        context = await browser.new_context(viewport=DESKTOP)
+        page = await context.new_page()
+        try:
+            await page.goto(server.url + "/")
+            await expect(page.get_by_test_id("auth-error")).to_be_visible()
+            await shot(page, "desktop-auth-error")
+            token = jwt.encode({"sub": "browser-user"}, SECRET, algorithm="HS256")
+            await page.goto(server.url + f"/?token={token}")
+            await send(page, "hello with a token")
+            await expect(last_reply_text(page)).to_have_text("You said: hello with a token")
+            assert "token=" not in page.url
+        finally:
+            await context.close()
+
+
+def test_the_committed_bundle_is_a_build_of_the_sources(tmp_path: Path) -> None:
+    """src/chatkeep/web/dist is checked in (running chatkeep needs no Node): it must be exactly what building web/
+    gives, so a change to the page cannot ship with a stale bundle."""
+    import filecmp
+    import subprocess
+
+    web_dir = Path(__file__).resolve().parent.parent / "web"
+    dist = web_dir.parent / "src" / "chatkeep" / "web" / "dist"
+    if not (web_dir / "node_modules").is_dir():
+        pytest.fail("web/node_modules is missing: run 'npm ci --prefix web' (scripts/test does it)")
+    out = tmp_path / "dist"
+    result = subprocess.run(
+        ["npx", "vite", "build", "--outDir", str(out), "--emptyOutDir", "--logLevel", "error"],
+        cwd=web_dir, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    comparison = filecmp.dircmp(out, dist)
+    assert not comparison.left_only and not comparison.right_only, (comparison.left_only, comparison.right_only)
+    assert comparison.diff_files == [], comparison.diff_files
+    assets = filecmp.dircmp(out / "assets", dist / "assets")
+    assert not assets.left_only and not assets.right_only and not assets.diff_files, (
+        "rebuild the page: npm run build --prefix web, and commit src/chatkeep/web/dist"
+    )

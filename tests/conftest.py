@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,15 +22,18 @@ import jwt
 import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from chatkeep.api import create_app
 from chatkeep.protocol import generate_id
 from chatkeep.settings import Settings
-from chatkeep.store import ChatStore
+from chatkeep.store import SYSTEM, ChatStore, set_caller
 from chatkeep.store.migrate import upgrade
 from tests._pg import postgres_server
 
 JWT_SECRET = "test-secret-that-is-long-enough-for-hs256"
+#: the PostgreSQL role chatkeep connects as in the tests: an ordinary one, so row-level security binds it
+APP_ROLE = "chatkeep_app"
 ClientFactory = Callable[[str], Awaitable[httpx.AsyncClient]]
 
 
@@ -44,6 +48,15 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CHATKEEP_DEMO_DELAY_MS", "0")
     # No test may reach a real model service; the local fake OpenAI server is on loopback and still allowed.
     monkeypatch.setattr("chatkeep.providers.openai.ALLOW_MODEL_REQUESTS", False)
+
+
+@asynccontextmanager
+async def system_transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A transaction that sees every user's rows, for tests that check the stored rows themselves (on
+    PostgreSQL, row-level security hides every row from a transaction that does not say whom it acts for)."""
+    async with engine.begin() as conn:
+        await set_caller(conn, SYSTEM)
+        yield conn
 
 
 @pytest.fixture(scope="session")
@@ -64,11 +77,24 @@ def create_pg_database(pg_admin_url: str) -> Iterator[Callable[[], str]]:
         finally:
             await conn.close()
 
+    # chatkeep connects as an ordinary role that owns its tables, as it should in production: a superuser would
+    # bypass row-level security, and the tests would not see a query that forgets whom it acts for.
+    asyncio.run(
+        _exec(
+            f"""DO $$ BEGIN
+                IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{APP_ROLE}') THEN
+                    CREATE ROLE {APP_ROLE} LOGIN PASSWORD '{APP_ROLE}' NOSUPERUSER NOBYPASSRLS;
+                END IF;
+            END $$"""
+        )
+    )
+
     def create() -> str:
         name = f"chatkeep_test_{generate_id().lower()}"
-        asyncio.run(_exec(f'CREATE DATABASE "{name}"'))
+        asyncio.run(_exec(f'CREATE DATABASE "{name}" OWNER {APP_ROLE}'))
         made.append(name)
-        return make_url(pg_admin_url).set(database=name).render_as_string(hide_password=False)
+        url = make_url(pg_admin_url).set(database=name, username=APP_ROLE, password=APP_ROLE)
+        return url.render_as_string(hide_password=False)
 
     yield create
     for name in made:
@@ -97,7 +123,7 @@ async def migrated_store(database_url: str) -> AsyncIterator[ChatStore]:
 
 @pytest.fixture
 async def store(migrated_store: ChatStore) -> ChatStore:
-    async with migrated_store.engine.begin() as conn:
+    async with system_transaction(migrated_store.engine) as conn:
         await conn.execute(text("DELETE FROM threads"))
     return migrated_store
 
@@ -133,7 +159,7 @@ async def client(store: ChatStore) -> AsyncIterator[httpx.AsyncClient]:
 
 async def count_rows(store: ChatStore) -> dict[str, int]:
     """How many rows each table holds: tests use it to prove a refused request stored nothing."""
-    async with store.engine.connect() as conn:
+    async with system_transaction(store.engine) as conn:
         return {
             table: (await conn.execute(text(f"SELECT count(*) FROM {table}"))).scalar_one()
             for table in ("threads", "messages", "parts")

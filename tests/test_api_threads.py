@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import text
 
 from chatkeep.store import ChatStore
-from tests.conftest import ClientFactory, count_rows
+from tests.conftest import ClientFactory, count_rows, system_transaction
 
 ISO_MS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 THREAD_KEYS = {"id", "title", "status", "custom", "createdAt", "updatedAt", "headId"}
@@ -291,7 +291,7 @@ class TestPagination:
         when: object = datetime(2026, 8, 22, 10, 0, tzinfo=UTC)
         if store.dialect == "sqlite":  # the column's own storage format: naive UTC text
             when = "2026-08-22 10:00:00.000000"
-        async with store.engine.begin() as conn:
+        async with system_transaction(store.engine) as conn:
             await conn.execute(text("UPDATE threads SET updated_at = :when"), {"when": when})
         everything = [t["id"] for t in await _list(client)]
         assert len(set(everything)) == 5

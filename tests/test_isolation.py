@@ -14,6 +14,7 @@ from typing import Any, cast
 
 import httpx
 import pytest
+from sqlalchemy import text, true
 
 from chatkeep.protocol import generate_id
 from chatkeep.store import ChatStore
@@ -256,3 +257,47 @@ class TestQuietRoutes:
         assert (response.status_code, response.content) == (baseline.status_code, baseline.content) == (204, b"")
         assert await count_rows(store) == counts
         assert await _snapshot(alice.client, alice.thread) == alice.snapshot
+
+
+class TestRowLevelSecurity:
+    """On PostgreSQL the database itself keeps users apart: with the one user filter every thread query goes
+    through (``chatkeep.store.chat_store._owned``) removed, as a buggy query would, Bob still gets nothing of
+    Alice's. On SQLite, which has no row-level security, the same bug does leak: proof that the patch really
+    removes the filter, so the PostgreSQL half cannot pass for the wrong reason."""
+
+    @pytest.fixture(autouse=True)
+    def _forget_the_user_filter(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setattr("chatkeep.store.chat_store._owned", lambda user_id: true())
+
+    @pytest.mark.parametrize(("method", "path", "body"), ROUTES, ids=[f"{m} {p} {b}" for m, p, b in ROUTES])
+    async def test_postgresql_still_gives_bob_nothing(
+        self, backend: str, alice: Alice, bob: httpx.AsyncClient, store: ChatStore, method: str, path: str, body: Any
+    ) -> None:
+        if backend != "postgresql":
+            pytest.skip("row-level security is PostgreSQL's; the SQLite half is test_sqlite_leaks_without_it")
+        counts = await count_rows(store)
+        response = await _call(bob, method, path, body, alice.thread, "u1")
+        assert response.status_code == 404, response.text
+        assert response.json()["error"]["code"] == "thread_not_found"
+        assert (await bob.get("/api/threads")).json() == []
+        chat = await bob.post("/api/chat", json={"id": alice.thread, "message": {"id": "b1", **_user("hi")}})
+        assert chat.status_code == 404, chat.text
+        assert await count_rows(store) == counts
+        assert await _snapshot(alice.client, alice.thread) == alice.snapshot
+
+    async def test_sqlite_leaks_without_it(
+        self, backend: str, alice: Alice, bob: httpx.AsyncClient, store: ChatStore
+    ) -> None:
+        if backend != "sqlite":
+            pytest.skip("the PostgreSQL half is test_postgresql_still_gives_bob_nothing")
+        response = await bob.get(f"/api/threads/{alice.thread}")
+        assert response.status_code == 200, response.text
+        assert response.json()["title"] == "Alice's secret"
+        assert [t["id"] for t in (await bob.get("/api/threads")).json()] == [alice.thread]
+
+    async def test_chatkeep_connects_as_a_role_bound_by_it(self, backend: str, store: ChatStore) -> None:
+        assert await store.bypasses_row_security() is False
+        if backend == "postgresql":
+            async with store.engine.connect() as conn:
+                # a transaction that does not say whom it acts for sees nothing at all
+                assert (await conn.execute(text("SELECT count(*) FROM threads"))).scalar_one() == 0

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import text
 
 from chatkeep.store import ChatStore
-from tests.conftest import load_fixture
+from tests.conftest import load_fixture, system_transaction
 
 VALID: list[dict[str, Any]] = load_fixture("ui_messages.json")
 
@@ -68,7 +68,7 @@ async def test_parts_are_typed_rows(client: httpx.AsyncClient, store: ChatStore)
         assert (await client.post(f"/api/threads/{thread}/messages", json=row)).status_code == 204
         parent = message["id"]
 
-    async with store.engine.connect() as conn:
+    async with system_transaction(store.engine) as conn:
         result = await conn.execute(
             text("SELECT * FROM parts WHERE thread_id = :t ORDER BY message_id, part_order"), {"t": thread}
         )

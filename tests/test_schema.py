@@ -11,6 +11,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
 from chatkeep.store import ChatStore
+from tests.conftest import system_transaction
 
 _NOW = "CURRENT_TIMESTAMP"
 MESSAGE = {"role": "assistant", "parts": [{"type": "text", "text": "hello"}]}
@@ -26,7 +27,7 @@ async def _insert_part(store: ChatStore, thread_id: str, columns: dict[str, Any]
     values = {"thread_id": thread_id, "message_id": "m1", "part_order": 7, **columns}
     names = ", ".join(values)
     params = ", ".join(f":{name}" for name in values)
-    async with store.engine.begin() as conn:
+    async with system_transaction(store.engine) as conn:
         await conn.execute(text(f"INSERT INTO parts ({names}) VALUES ({params})"), values)
 
 
@@ -112,7 +113,7 @@ class TestMessageRows:
         names = ", ".join(values)
         params = ", ".join(f":{name}" for name in values)
         sql = f"INSERT INTO messages ({names}, created_at, updated_at) VALUES ({params}, {_NOW}, {_NOW})"
-        async with store.engine.begin() as conn:
+        async with system_transaction(store.engine) as conn:
             await conn.execute(text(sql), values)
 
     async def test_a_complete_row_is_accepted(self, store: ChatStore) -> None:
@@ -142,5 +143,5 @@ class TestMessageRows:
 async def test_thread_status_is_checked(store: ChatStore) -> None:
     thread, _ = await store.create_thread("u1")
     with pytest.raises(IntegrityError):
-        async with store.engine.begin() as conn:
+        async with system_transaction(store.engine) as conn:
             await conn.execute(text("UPDATE threads SET status = 'deleted' WHERE id = :id"), {"id": thread.id})

@@ -17,6 +17,7 @@ from chatkeep.providers.function import FunctionModel
 from chatkeep.settings import Settings
 from chatkeep.store import ChatStore
 from chatkeep.store.streams import StreamLog
+from tests.conftest import system_transaction
 
 
 async def _stream_with_chunks(store: ChatStore, log: StreamLog, stream_id: str, owner: str = "h:1:t") -> None:
@@ -26,7 +27,7 @@ async def _stream_with_chunks(store: ChatStore, log: StreamLog, stream_id: str, 
 
 
 async def _count(store: ChatStore, table: str) -> int:
-    async with store.engine.connect() as conn:
+    async with system_transaction(store.engine) as conn:
         return int((await conn.execute(text(f"SELECT count(*) FROM {table}"))).scalar_one())
 
 

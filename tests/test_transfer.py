@@ -32,7 +32,7 @@ from chatkeep.store import ChatStore
 from chatkeep.store.migrate import upgrade
 from chatkeep.store.streams import StreamLog
 from chatkeep.store.transfer import OnConflict, ThreadExists, Transfer
-from tests.conftest import count_rows, load_fixture
+from tests.conftest import count_rows, load_fixture, system_transaction
 
 VALID: list[dict[str, Any]] = load_fixture("ui_messages.json")
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00$")
@@ -119,7 +119,7 @@ async def rows(store: ChatStore, thread_ids: Sequence[str], stream_ids: Sequence
         "stream_chunks": "SELECT count(*) FROM stream_chunks WHERE stream_id IN :ids",
     }
     out = {}
-    async with store.engine.connect() as conn:
+    async with system_transaction(store.engine) as conn:
         for table, sql in queries.items():
             ids = stream_ids if table == "stream_chunks" else thread_ids
             query = text(sql).bindparams(bindparam("ids", expanding=True))

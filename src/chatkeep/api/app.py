@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -20,6 +22,7 @@ from chatkeep.api.routes import history, threads
 from chatkeep.chat.models import resolve_model
 from chatkeep.chat.service import ChatService
 from chatkeep.chat.streams import LocalBroker, RedisBroker, StreamHub
+from chatkeep.errors import ChatkeepError
 from chatkeep.protocol.stream import StreamFeatures
 from chatkeep.settings import Settings
 from chatkeep.store import ChatStore
@@ -29,6 +32,8 @@ from chatkeep.tools import ToolRegistry, builtin_tools
 from chatkeep.web import DIST
 
 __all__ = ["create_app", "create_router", "include_chatkeep"]
+
+log = logging.getLogger("chatkeep")
 
 
 def create_router(*, prefix: str = "/api") -> APIRouter:
@@ -110,6 +115,12 @@ def create_app(
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if settings.migrate_on_start:
             await upgrade(the_store.engine)
+        with contextlib.suppress(ChatkeepError):
+            if await the_store.bypasses_row_security():
+                log.warning(
+                    "connected to PostgreSQL as a superuser or a role with BYPASSRLS: row-level security does not "
+                    "apply, so only chatkeep's own query filters keep users apart; connect as an ordinary role"
+                )
         service: ChatService = app.state.chatkeep.chat
         await service.startup()
         try:

@@ -3,13 +3,16 @@
 Imports nothing from the web layer. Only this package talks to SQLAlchemy.
 """
 
+from chatkeep.store._db import SYSTEM, Caller, set_caller
 from chatkeep.store.chat_store import DEFAULT_FORMAT, UNSET, ChatStore
 from chatkeep.store.engine import make_engine, normalize_database_url
 from chatkeep.store.records import MessageTree, Page, StoredMessage, Thread, ThreadStatus
 
 __all__ = [
     "DEFAULT_FORMAT",
+    "SYSTEM",
     "UNSET",
+    "Caller",
     "ChatStore",
     "MessageTree",
     "Page",
@@ -18,4 +21,5 @@ __all__ = [
     "ThreadStatus",
     "make_engine",
     "normalize_database_url",
+    "set_caller",
 ]

@@ -1,18 +1,54 @@
-"""What every store class shares: an engine and its two kinds of transaction."""
+"""What every store class shares: an engine and its two kinds of transaction, each scoped to a caller.
+
+Every transaction says whom it acts for: a user id, or :data:`SYSTEM` for the service's own bookkeeping (the
+stream sweeper, migrations, writes keyed by ids only the service knows). On PostgreSQL the caller is set in the
+transaction (``chatkeep.user_id``, or ``chatkeep.system = 'on'``) before anything else runs, and row-level
+security policies (migration 0003) let a transaction see and touch only its user's rows: a query that forgets
+its user filter still cannot reach another user's thread. A transaction that sets neither sees nothing. SQLite
+has no row-level security; there the explicit filters in every query are the only guard.
+"""
 
 from __future__ import annotations
 
+import enum
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Final
 
+from sqlalchemy import text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from chatkeep.store._errors import wrap_db_errors
 from chatkeep.store.engine import WRITE
 
-__all__ = ["Database"]
+__all__ = ["SYSTEM", "Caller", "Database", "set_caller"]
+
+
+class _System(enum.Enum):
+    SYSTEM = "system"
+
+
+#: The caller of the service's own bookkeeping, which acts across users (see the module docstring).
+SYSTEM: Final = _System.SYSTEM
+
+#: Whom a transaction acts for: a user id, or :data:`SYSTEM`.
+Caller = str | _System
+
+_SET_CALLER = text(
+    "SELECT set_config('chatkeep.user_id', :user_id, true), set_config('chatkeep.system', :system, true)"
+)
+
+
+async def set_caller(conn: AsyncConnection, caller: Caller) -> None:
+    """Scope the open transaction on ``conn`` to ``caller`` (a no-op on SQLite). ``set_config(..., true)`` is
+    transaction-local, so a pooled connection never carries one caller's scope into the next transaction."""
+    if conn.dialect.name != "postgresql":
+        return
+    if caller is SYSTEM:
+        await conn.execute(_SET_CALLER, {"user_id": "", "system": "on"})
+    else:
+        await conn.execute(_SET_CALLER, {"user_id": caller, "system": "off"})
 
 
 class Database:
@@ -24,16 +60,18 @@ class Database:
         return self.engine.dialect.name
 
     @asynccontextmanager
-    async def _read(self) -> AsyncIterator[AsyncConnection]:
+    async def _read(self, caller: Caller) -> AsyncIterator[AsyncConnection]:
         async with wrap_db_errors(), self.engine.connect() as conn, conn.begin():
+            await set_caller(conn, caller)
             yield conn
 
     @asynccontextmanager
-    async def _write(self) -> AsyncIterator[AsyncConnection]:
+    async def _write(self, caller: Caller) -> AsyncIterator[AsyncConnection]:
         """A transaction that will write: on SQLite it takes the write lock at once (``BEGIN IMMEDIATE``)."""
         async with wrap_db_errors(), self.engine.connect() as conn:
             conn = await conn.execution_options(**{WRITE: True})
             async with conn.begin():
+                await set_caller(conn, caller)
                 yield conn
 
     def _insert_ignoring_conflicts(self, table: Any) -> Any:

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from typing import Any, Final, cast
 
 from pydantic import BaseModel
-from sqlalchemy import Table, and_, delete, insert, or_, select, tuple_, update
+from sqlalchemy import ColumnElement, Table, and_, delete, insert, or_, select, text, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chatkeep.errors import (
@@ -36,7 +36,7 @@ from chatkeep.errors import (
 )
 from chatkeep.protocol.ids import generate_id
 from chatkeep.protocol.messages import find_forbidden_characters, is_ai_sdk_format, parse_ui_message_content
-from chatkeep.store._db import Database
+from chatkeep.store._db import SYSTEM, Database
 from chatkeep.store.engine import make_engine
 from chatkeep.store.mapping import PART_COLUMNS, content_to_message_columns, message_columns_to_content
 from chatkeep.store.models import MessageRow, PartRow, ThreadRow
@@ -69,6 +69,13 @@ _MESSAGE_COLUMNS = (
     _M.c.seq, _M.c.status, _M.c.created_at, _M.c.updated_at,
 )  # fmt: skip
 _PART_SELECT = tuple(_P.c[name] for name in ("message_id", *PART_COLUMNS))
+
+
+def _owned(user_id: str) -> ColumnElement[bool]:
+    """The one place a query says "threads of this user": every thread lookup goes through it (on PostgreSQL,
+    row-level security enforces the same rule again, and the tests check that it does with this filter
+    removed)."""
+    return _T.c.user_id == user_id
 
 
 def _now() -> datetime:
@@ -132,8 +139,17 @@ class ChatStore(Database):
 
     async def ping(self) -> None:
         """Raise :class:`DatabaseUnavailable` unless the database answers."""
-        async with self._read() as conn:
+        async with self._read(SYSTEM) as conn:
             await conn.execute(select(1))
+
+    async def bypasses_row_security(self) -> bool:
+        """Whether this PostgreSQL connection's role is exempt from row-level security (a superuser, or a role
+        with ``BYPASSRLS``); always ``False`` on SQLite, which has none."""
+        if self.dialect != "postgresql":
+            return False
+        query = text("SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user")
+        async with self._read(SYSTEM) as conn:
+            return bool((await conn.execute(query)).scalar())
 
     # -- threads ------------------------------------------------------------------------------------------
 
@@ -154,7 +170,7 @@ class ChatStore(Database):
         :class:`ThreadNotFound`, as if the caller had asked for that user's thread.
         """
         _check_text([user_id, thread_id, local_id, title, custom], ("body",))
-        async with self._write() as conn:
+        async with self._write(user_id) as conn:
             return await self._create_thread(
                 conn, user_id, thread_id=thread_id, local_id=local_id, title=title, custom=custom, status=status
             )
@@ -171,9 +187,7 @@ class ChatStore(Database):
         status: ThreadStatus = "regular",
     ) -> tuple[Thread, bool]:
         if local_id is not None:
-            existing = await conn.execute(
-                select(*_THREAD_COLUMNS).where(_T.c.user_id == user_id, _T.c.local_id == local_id)
-            )
+            existing = await conn.execute(select(*_THREAD_COLUMNS).where(_owned(user_id), _T.c.local_id == local_id))
             if (row := existing.first()) is not None:
                 return _thread(row), False
         new_id = thread_id if thread_id is not None else generate_id()
@@ -188,20 +202,20 @@ class ChatStore(Database):
         inserted = await conn.execute(self._insert_ignoring_conflicts(_T).values(values))
         if inserted.rowcount == 1:
             return _thread_from_values(values), True
-        lookups = [and_(_T.c.id == new_id, _T.c.user_id == user_id)]
+        lookups = [and_(_T.c.id == new_id, _owned(user_id))]
         if local_id is not None:
-            lookups.insert(0, and_(_T.c.user_id == user_id, _T.c.local_id == local_id))
+            lookups.insert(0, and_(_owned(user_id), _T.c.local_id == local_id))
         for condition in lookups:
             if (row := (await conn.execute(select(*_THREAD_COLUMNS).where(condition))).first()) is not None:
                 return _thread(row), False
         raise ThreadNotFound(new_id)
 
     async def get_thread(self, user_id: str, thread_id: str) -> Thread:
-        async with self._read() as conn:
+        async with self._read(user_id) as conn:
             return await self._get_thread(conn, user_id, thread_id)
 
     async def _get_thread(self, conn: AsyncConnection, user_id: str, thread_id: str) -> Thread:
-        result = await conn.execute(select(*_THREAD_COLUMNS).where(_T.c.id == thread_id, _T.c.user_id == user_id))
+        result = await conn.execute(select(*_THREAD_COLUMNS).where(_T.c.id == thread_id, _owned(user_id)))
         row = result.first()
         if row is None:
             raise ThreadNotFound(thread_id)
@@ -221,7 +235,7 @@ class ChatStore(Database):
         someone pages moves to the front instead of shifting the pages after it.
         """
         _check_limit(limit)
-        query = select(*_THREAD_COLUMNS).where(_T.c.user_id == user_id)
+        query = select(*_THREAD_COLUMNS).where(_owned(user_id))
         if status is not None:
             query = query.where(_T.c.status == status)
         if after is not None:
@@ -232,7 +246,7 @@ class ChatStore(Database):
                 raise InvalidInput([ValidationIssue(("after",), "not a cursor this listing handed out")]) from exc
             query = query.where(tuple_(_T.c.updated_at, _T.c.id) < tuple_(when, last_id))
         query = query.order_by(_T.c.updated_at.desc(), _T.c.id.desc()).limit(limit + 1)
-        async with self._read() as conn:
+        async with self._read(user_id) as conn:
             rows = (await conn.execute(query)).all()
         threads = [_thread(row) for row in rows[:limit]]
         cursor = None
@@ -263,7 +277,7 @@ class ChatStore(Database):
         if not isinstance(custom, _Unset):
             changes["custom"] = custom
         _check_text([changes.get("title"), changes.get("custom")], ("body",))
-        async with self._write() as conn:
+        async with self._write(user_id) as conn:
             if not isinstance(head_id, _Unset):
                 await self._lock_thread(conn, user_id, thread_id)
                 found = await conn.execute(select(_M.c.id).where(_M.c.thread_id == thread_id, _M.c.id == head_id))
@@ -272,10 +286,7 @@ class ChatStore(Database):
                 changes["head_id"] = head_id
             changes["updated_at"] = _now()
             result = await conn.execute(
-                update(_T)
-                .where(_T.c.id == thread_id, _T.c.user_id == user_id)
-                .values(changes)
-                .returning(*_THREAD_COLUMNS)
+                update(_T).where(_T.c.id == thread_id, _owned(user_id)).values(changes).returning(*_THREAD_COLUMNS)
             )
             row = result.first()
             if row is None:
@@ -293,8 +304,8 @@ class ChatStore(Database):
 
     async def delete_thread(self, user_id: str, thread_id: str) -> None:
         """Delete the thread with all its messages and parts."""
-        async with self._write() as conn:
-            result = await conn.execute(delete(_T).where(_T.c.id == thread_id, _T.c.user_id == user_id))
+        async with self._write(user_id) as conn:
+            result = await conn.execute(delete(_T).where(_T.c.id == thread_id, _owned(user_id)))
             if result.rowcount == 0:
                 raise ThreadNotFound(thread_id)
 
@@ -323,7 +334,7 @@ class ChatStore(Database):
         """
         columns, part_rows, data = _prepare_content(content, format)
         _check_text([message_id, None if isinstance(parent_id, _Unset) else parent_id, format], ())
-        async with self._write() as conn:
+        async with self._write(user_id) as conn:
             return await self._upsert(
                 conn, user_id, thread_id, message_id, parent_id, format, data, columns, part_rows, create_thread, status
             )
@@ -344,7 +355,7 @@ class ChatStore(Database):
         message id (useChat's ``sendMessage({text, messageId})``) stays non-destructive.
         """
         columns, part_rows, data = _prepare_content(content, format)
-        async with self._write() as conn:
+        async with self._write(user_id) as conn:
             parent_id = await self._lock_and_find_parent(conn, user_id, thread_id, message_id)
             old_id = f"{message_id[:200]}~{generate_id(size=10)}"
             # ON UPDATE CASCADE carries the children's parent_id and the parts along.
@@ -455,7 +466,7 @@ class ChatStore(Database):
 
         If it was the active leaf, its parent becomes the active leaf.
         """
-        async with self._write() as conn:
+        async with self._write(user_id) as conn:
             parent_id = await self._lock_and_find_parent(conn, user_id, thread_id, message_id)
             await conn.execute(
                 update(_M).where(_M.c.thread_id == thread_id, _M.c.parent_id == message_id).values(parent_id=parent_id)
@@ -479,7 +490,7 @@ class ChatStore(Database):
 
     async def _lock_thread(self, conn: AsyncConnection, user_id: str, thread_id: str, *, create: bool = False) -> int:
         """Check the thread is the user's, lock it against concurrent writers, and return its ``message_seq``."""
-        query = select(_T.c.message_seq).where(_T.c.id == thread_id, _T.c.user_id == user_id)
+        query = select(_T.c.message_seq).where(_T.c.id == thread_id, _owned(user_id))
         if self.dialect == "postgresql":
             query = query.with_for_update()
         row = (await conn.execute(query)).first()
@@ -493,7 +504,7 @@ class ChatStore(Database):
     # -- messages: reads ----------------------------------------------------------------------------------
 
     async def get_message(self, user_id: str, thread_id: str, message_id: str) -> StoredMessage:
-        async with self._read() as conn:
+        async with self._read(user_id) as conn:
             await self._get_thread(conn, user_id, thread_id)
             messages = await self._load_messages(conn, thread_id, _M.c.id == message_id)
         if not messages:
@@ -525,7 +536,7 @@ class ChatStore(Database):
             conditions.append(_M.c.seq > last_seq)
         if format is not None:
             conditions.append(_M.c.format == format)
-        async with self._read() as conn:
+        async with self._read(user_id) as conn:
             await self._get_thread(conn, user_id, thread_id)
             messages = await self._load_messages(
                 conn, thread_id, and_(True, *conditions), limit=None if limit is None else limit + 1
@@ -538,7 +549,7 @@ class ChatStore(Database):
 
     async def load_tree(self, user_id: str, thread_id: str) -> MessageTree:
         """Every message of the thread with the active leaf: enough to draw every branch."""
-        async with self._read() as conn:
+        async with self._read(user_id) as conn:
             thread = await self._get_thread(conn, user_id, thread_id)
             messages = await self._load_messages(conn, thread_id, None)
         return MessageTree(messages, thread.head_id)

@@ -48,9 +48,10 @@ async def downgrade(engine: AsyncEngine, revision: str) -> None:
 async def _run(engine: AsyncEngine, action: Callable[[Connection], None]) -> None:
     """Run a migration in one transaction.
 
-    On SQLite, foreign keys are switched off around it (which SQLite allows only outside a transaction): a
-    migration that rebuilds a table (Alembic's batch mode) drops the old one, and with foreign keys on, that drop
-    would first delete every row that cascades from it. They are checked before the transaction commits.
+    On PostgreSQL it acts as the system caller. On SQLite, foreign keys are switched off around it (which SQLite
+    allows only outside a transaction): a migration that rebuilds a table (Alembic's batch mode) drops the old one,
+    and with foreign keys on, that drop would first delete every row that cascades from it. They are checked
+    before the transaction commits.
     """
 
     def _migrate(connection: Connection) -> None:
@@ -59,6 +60,10 @@ async def _run(engine: AsyncEngine, action: Callable[[Connection], None]) -> Non
             _pragma(connection, "PRAGMA foreign_keys = OFF")
         try:
             with connection.begin():
+                if not sqlite:
+                    # Migrations may move rows of every user: they act as the system (row-level security,
+                    # revision 0003). Transaction-local, like every caller chatkeep sets.
+                    connection.exec_driver_sql("SELECT set_config('chatkeep.system', 'on', true)")
                 action(connection)
                 if sqlite and connection.exec_driver_sql("PRAGMA foreign_key_check").first() is not None:
                     raise RuntimeError("the migration left rows that break foreign keys; nothing was changed")

@@ -136,6 +136,8 @@ class ThreadRow(Base):
         UniqueConstraint("user_id", "local_id"),
         # the thread list: a user's threads, newest first, keyset-paged on (updated_at, id)
         Index(None, "user_id", "updated_at", "id"),
+        # export: a user's threads, oldest first, keyset-paged on (created_at, id)
+        Index(None, "user_id", "created_at", "id"),
     )
 
 

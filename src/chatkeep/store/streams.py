@@ -6,7 +6,8 @@ reply survives its producer's crash up to the last flush. Guarantees:
 * chunks of a stream have sequence numbers 0, 1, 2, … with no gaps; ``chunk_count`` is how many are stored;
 * a stream's ``status`` leaves ``active`` exactly once (``done``, ``aborted``, ``error`` by its producer, or
   ``interrupted`` by whoever notices the producer died), and its chunks are all stored by then;
-* every read is scoped to the thread's owner, like everything else in the store.
+* what a user asks (:meth:`StreamLog.active`, :meth:`StreamLog.count_active`) is scoped to that user; the rest is
+  the service's own bookkeeping, keyed by stream ids that never leave the server, and runs as ``SYSTEM``.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, delete, func, insert, select, update
 
-from chatkeep.store._db import Database
+from chatkeep.store._db import SYSTEM, Database
 from chatkeep.store.models import MessageRow, PartRow, StreamChunkRow, StreamRow, ThreadRow
 
 __all__ = ["StreamInfo", "StreamLog"]
@@ -63,7 +64,7 @@ class StreamLog(Database):
     async def create(self, *, stream_id: str, thread_id: str, message_id: str, owner: str) -> None:
         """Register an active stream (the thread must exist; the caller has checked it is the user's)."""
         now = _now()
-        async with self._write() as conn:
+        async with self._write(SYSTEM) as conn:
             await conn.execute(
                 insert(_S).values(
                     id=stream_id,
@@ -91,7 +92,7 @@ class StreamLog(Database):
         if not touched:
             return set()
         now = _now()
-        async with self._write() as conn:
+        async with self._write(SYSTEM) as conn:
             alive = select(_S.c.id, _S.c.stop_requested).where(_S.c.id.in_(touched))
             if self.dialect == "postgresql":
                 alive = alive.with_for_update(read=True)  # a concurrent delete waits until these rows are written
@@ -116,13 +117,13 @@ class StreamLog(Database):
             return {row.id for row in rows if row.stop_requested} | (touched - existing)
 
     async def finish(self, stream_id: str, status: str) -> None:
-        async with self._write() as conn:
+        async with self._write(SYSTEM) as conn:
             await conn.execute(
                 update(_S).where(_S.c.id == stream_id, _S.c.status == "active").values(status=status, updated_at=_now())
             )
 
     async def get(self, stream_id: str) -> StreamInfo | None:
-        async with self._read() as conn:
+        async with self._read(SYSTEM) as conn:
             row = (await conn.execute(select(*_INFO_COLUMNS).where(_S.c.id == stream_id))).first()
         return _info(row) if row is not None else None
 
@@ -134,7 +135,7 @@ class StreamLog(Database):
             .where(_S.c.thread_id == thread_id, _T.c.user_id == user_id, _S.c.status == "active")
             .order_by(_S.c.created_at.desc())
         )
-        async with self._read() as conn:
+        async with self._read(user_id) as conn:
             return [_info(row) for row in (await conn.execute(query)).all()]
 
     async def count_active(self, user_id: str) -> int:
@@ -144,17 +145,17 @@ class StreamLog(Database):
             .select_from(_S.join(_T, _T.c.id == _S.c.thread_id))
             .where(_T.c.user_id == user_id, _S.c.status == "active")
         )
-        async with self._read() as conn:
+        async with self._read(user_id) as conn:
             return int((await conn.execute(query)).scalar_one())
 
     async def chunks(self, stream_id: str, after: int) -> list[tuple[int, str]]:
         """The stored chunks with a sequence number above ``after``, in order."""
         query = select(_C.c.seq, _C.c.chunk).where(_C.c.stream_id == stream_id, _C.c.seq > after).order_by(_C.c.seq)
-        async with self._read() as conn:
+        async with self._read(SYSTEM) as conn:
             return [(int(row.seq), str(row.chunk)) for row in (await conn.execute(query)).all()]
 
     async def request_stop(self, stream_ids: Sequence[str]) -> None:
-        async with self._write() as conn:
+        async with self._write(SYSTEM) as conn:
             await conn.execute(update(_S).where(_S.c.id.in_(stream_ids)).values(stop_requested=True))
 
     async def interrupt_orphans(
@@ -163,7 +164,7 @@ class StreamLog(Database):
         """Mark ``interrupted`` the active streams whose producer is gone: ``is_dead(owner)``, or (when
         ``stale_before`` is given) no heartbeat since then. Their checkpointed replies become ``interrupted``
         messages with every part closed, so the thread reads as a normal, if cut short, conversation."""
-        async with self._write() as conn:
+        async with self._write(SYSTEM) as conn:
             rows = (await conn.execute(select(*_INFO_COLUMNS).where(_S.c.status == "active"))).all()
             orphans = [
                 _info(r) for r in rows if is_dead(r.owner) or (stale_before is not None and r.updated_at < stale_before)
@@ -192,7 +193,7 @@ class StreamLog(Database):
     async def trim(self, *, chunks_before: datetime, streams_before: datetime) -> None:
         """Delete the chunks of streams that ended before ``chunks_before`` (their replies are stored in full)
         and the rows of streams that ended before ``streams_before``."""
-        async with self._write() as conn:
+        async with self._write(SYSTEM) as conn:
             ended = select(_S.c.id).where(_S.c.status != "active", _S.c.updated_at < chunks_before)
             await conn.execute(delete(_C).where(_C.c.stream_id.in_(ended)))
             await conn.execute(delete(_S).where(_S.c.status != "active", _S.c.updated_at < streams_before))

@@ -48,7 +48,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from chatkeep.errors import ChatkeepError, Conflict, InvalidInput, ValidationIssue
 from chatkeep.protocol.messages import find_forbidden_characters
-from chatkeep.store._db import Database
+from chatkeep.store._db import SYSTEM, Database, set_caller
 from chatkeep.store._errors import wrap_db_errors
 from chatkeep.store.chat_store import ChatStore, _prepare_content
 from chatkeep.store.models import ID_LENGTH, MessageRow, PartRow, ThreadRow
@@ -351,17 +351,18 @@ class Transfer(Database):
         self._messages = ChatStore(engine)
 
     @asynccontextmanager
-    async def _snapshot(self) -> AsyncIterator[AsyncConnection]:
-        """A read transaction whose statements all see one snapshot (SQLite's transactions always do)."""
+    async def _snapshot(self, user_id: str) -> AsyncIterator[AsyncConnection]:
+        """A read transaction of the user whose statements all see one snapshot (SQLite's always do)."""
         async with wrap_db_errors(), self.engine.connect() as conn:
             if self.dialect == "postgresql":
                 conn = await conn.execution_options(isolation_level="REPEATABLE READ")
             async with conn.begin():
+                await set_caller(conn, user_id)
                 yield conn
 
     async def count_user(self, user_id: str) -> UserData:
         """How many threads and messages the user has."""
-        async with self._read() as conn:
+        async with self._read(user_id) as conn:
             return await self._count(conn, user_id)
 
     async def _count(self, conn: AsyncConnection, user_id: str) -> UserData:
@@ -378,7 +379,7 @@ class Transfer(Database):
     async def delete_user(self, user_id: str) -> UserData:
         """Delete every thread of the user, with all their messages, parts, streams and stream chunks, in one
         transaction; return how many threads and messages there were. Nothing of any other user is touched."""
-        async with self._write() as conn:
+        async with self._write(user_id) as conn:
             counts = await self._count(conn, user_id)
             # messages, parts, streams and stream chunks go with their thread (ON DELETE CASCADE)
             await conn.execute(delete(_T).where(_T.c.user_id == user_id))
@@ -402,7 +403,7 @@ class Transfer(Database):
                 created, last_id = after
                 query = query.where(or_(_T.c.created_at > created, and_(_T.c.created_at == created, _T.c.id > last_id)))
             query = query.order_by(_T.c.created_at, _T.c.id).limit(page_size)
-            async with self._snapshot() as conn:
+            async with self._snapshot(user_id) as conn:
                 threads = (await conn.execute(query)).all()
                 records = [
                     _record(thread, await self._messages._load_messages(conn, thread.id, None)) for thread in threads
@@ -470,11 +471,14 @@ class Transfer(Database):
 
     async def _write_record(self, user_id: str, line: int, prepared: _Prepared, on_conflict: OnConflict) -> Outcome:
         thread = prepared.record.thread
-        async with self._write() as conn:
+        async with self._write(SYSTEM) as conn:
+            # Thread ids are global: whose is this one? Asked as the system (the user cannot see another user's
+            # thread), then the rest of the transaction acts as the user.
             query = select(_T.c.user_id).where(_T.c.id == thread.id)
             if self.dialect == "postgresql":
                 query = query.with_for_update()
             owner = (await conn.execute(query)).first()
+            await set_caller(conn, user_id)
             outcome: Outcome = "imported"
             if owner is not None:
                 if owner.user_id != user_id:

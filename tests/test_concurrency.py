@@ -27,6 +27,28 @@ async def test_concurrent_appends_to_one_thread(store: ChatStore) -> None:
     assert (await store.get_thread("u1", thread.id)).head_id == messages[-1].id
 
 
+async def test_a_cancelled_write_finishes_and_blocks_no_other_writer(store: ChatStore) -> None:
+    """Cancelling a caller mid-write (a stopped reply, a checkpoint, a client that went away) must neither leave
+    a half-written message nor a connection that holds the database: on SQLite one used to keep the write lock,
+    and the next writer failed with "database is locked" after ``busy_timeout``."""
+    thread, _ = await store.create_thread("u1")
+    reply = {"role": "assistant", "parts": [{"type": "text", "text": "x" * 200}] * 12}
+    for i in range(40):
+        task = asyncio.create_task(
+            store.upsert_message("u1", thread.id, message_id=f"cut{i}", parent_id=None, content=reply)
+        )
+        await asyncio.sleep((i % 8) * 0.0005)  # cancel at every stage: before, during and after the transaction
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await store.upsert_message("u1", thread.id, message_id=f"next{i}", parent_id=None, content=_text("next"))
+    await asyncio.sleep(0.2)  # writes whose callers were cancelled run to their end
+    messages = (await store.list_messages("u1", thread.id)).items
+    assert [m.id for m in messages if m.id.startswith("next")] == [f"next{i}" for i in range(40)]
+    for message in messages:
+        expected = reply if message.id.startswith("cut") else _text("next")
+        assert message.content == expected, "a message is stored whole or not at all"
+
+
 async def test_concurrent_first_messages_create_one_thread(client: httpx.AsyncClient, store: ChatStore) -> None:
     """assistant-ui's first-message race, many times over: every append lands in one thread."""
     ids = [f"r{i}" for i in range(12)]

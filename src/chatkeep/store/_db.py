@@ -10,10 +10,13 @@ has no row-level security; there the explicit filters in every query are the onl
 
 from __future__ import annotations
 
+import asyncio
 import enum
-from collections.abc import AsyncIterator
+import functools
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
-from typing import Any, Final
+from typing import Any, Final, ParamSpec, TypeVar
 
 from sqlalchemy import text
 from sqlalchemy.dialects import postgresql, sqlite
@@ -22,7 +25,44 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from chatkeep.store._errors import wrap_db_errors
 from chatkeep.store.engine import WRITE
 
-__all__ = ["SYSTEM", "Caller", "Database", "set_caller"]
+__all__ = ["SYSTEM", "Caller", "Database", "set_caller", "uncancellable"]
+
+log = logging.getLogger("chatkeep.store")
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+#: writes still finishing after their caller was cancelled (a strong reference, so none is garbage-collected)
+_finishing: set[asyncio.Task[Any]] = set()
+
+
+def uncancellable(method: Callable[_P, Coroutine[Any, Any, _R]]) -> Callable[_P, Awaitable[_R]]:
+    """Run a write to its end (COMMIT or ROLLBACK) even when its caller is cancelled.
+
+    A write cancelled halfway leaves its connection in a state the pool cannot clean up: on SQLite the connection
+    kept the write lock and every other writer waited out ``busy_timeout`` (seconds of "database is locked").
+    Cancellation is routine here (a stopped reply, a checkpoint, a disconnected client, shutdown), so every
+    store method that writes runs in a task of its own, shielded: the caller's cancellation still propagates at
+    once, and the write finishes in the background (its failure, if any, is logged).
+    """
+
+    @functools.wraps(method)
+    async def run(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        task = asyncio.ensure_future(method(*args, **kwargs))
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if not task.done():
+                _finishing.add(task)
+                task.add_done_callback(_finished)
+            raise
+
+    return run
+
+
+def _finished(task: asyncio.Task[Any]) -> None:
+    _finishing.discard(task)
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.warning("a write whose caller was cancelled failed: %r", exc)
 
 
 class _System(enum.Enum):

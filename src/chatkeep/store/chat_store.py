@@ -36,7 +36,7 @@ from chatkeep.errors import (
 )
 from chatkeep.protocol.ids import generate_id
 from chatkeep.protocol.messages import find_forbidden_characters, is_ai_sdk_format, parse_ui_message_content
-from chatkeep.store._db import SYSTEM, Database
+from chatkeep.store._db import SYSTEM, Database, uncancellable
 from chatkeep.store.engine import make_engine
 from chatkeep.store.mapping import PART_COLUMNS, content_to_message_columns, message_columns_to_content
 from chatkeep.store.models import MessageRow, PartRow, ThreadRow
@@ -153,6 +153,7 @@ class ChatStore(Database):
 
     # -- threads ------------------------------------------------------------------------------------------
 
+    @uncancellable
     async def create_thread(
         self,
         user_id: str,
@@ -255,6 +256,7 @@ class ChatStore(Database):
             cursor = _encode_cursor(last.updated_at.isoformat(), last.id)
         return Page(threads, cursor)
 
+    @uncancellable
     async def update_thread(
         self,
         user_id: str,
@@ -302,6 +304,7 @@ class ChatStore(Database):
     async def unarchive_thread(self, user_id: str, thread_id: str) -> Thread:
         return await self.update_thread(user_id, thread_id, status="regular")
 
+    @uncancellable
     async def delete_thread(self, user_id: str, thread_id: str) -> None:
         """Delete the thread with all its messages and parts."""
         async with self._write(user_id) as conn:
@@ -311,6 +314,7 @@ class ChatStore(Database):
 
     # -- messages: writes ---------------------------------------------------------------------------------
 
+    @uncancellable
     async def upsert_message(
         self,
         user_id: str,
@@ -339,6 +343,7 @@ class ChatStore(Database):
                 conn, user_id, thread_id, message_id, parent_id, format, data, columns, part_rows, create_thread, status
             )
 
+    @uncancellable
     async def edit_message(
         self,
         user_id: str,
@@ -461,6 +466,7 @@ class ChatStore(Database):
             create_thread=create_thread,
         )  # fmt: skip
 
+    @uncancellable
     async def delete_message(self, user_id: str, thread_id: str, message_id: str) -> None:
         """Delete one message and its parts; its children move up to its parent, so no branch is lost.
 

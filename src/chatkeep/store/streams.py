@@ -19,7 +19,7 @@ from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, delete, func, insert, select, update
 
-from chatkeep.store._db import SYSTEM, Database
+from chatkeep.store._db import SYSTEM, Database, uncancellable
 from chatkeep.store.models import MessageRow, PartRow, StreamChunkRow, StreamRow, ThreadRow
 
 __all__ = ["StreamInfo", "StreamLog"]
@@ -61,6 +61,7 @@ def _info(row: Any) -> StreamInfo:
 
 
 class StreamLog(Database):
+    @uncancellable
     async def create(self, *, stream_id: str, thread_id: str, message_id: str, owner: str) -> None:
         """Register an active stream (the thread must exist; the caller has checked it is the user's)."""
         now = _now()
@@ -79,6 +80,7 @@ class StreamLog(Database):
                 )  # fmt: skip
             )
 
+    @uncancellable
     async def append(
         self, chunks: Sequence[tuple[str, int, str]], heartbeat: Iterable[str] = (), watch: Iterable[str] = ()
     ) -> set[str]:
@@ -116,6 +118,7 @@ class StreamLog(Database):
                 await conn.execute(update(_S).where(_S.c.id.in_(rest)).values(updated_at=now))
             return {row.id for row in rows if row.stop_requested} | (touched - existing)
 
+    @uncancellable
     async def finish(self, stream_id: str, status: str) -> None:
         async with self._write(SYSTEM) as conn:
             await conn.execute(
@@ -154,10 +157,12 @@ class StreamLog(Database):
         async with self._read(SYSTEM) as conn:
             return [(int(row.seq), str(row.chunk)) for row in (await conn.execute(query)).all()]
 
+    @uncancellable
     async def request_stop(self, stream_ids: Sequence[str]) -> None:
         async with self._write(SYSTEM) as conn:
             await conn.execute(update(_S).where(_S.c.id.in_(stream_ids)).values(stop_requested=True))
 
+    @uncancellable
     async def interrupt_orphans(
         self, is_dead: Callable[[str], bool], *, stale_before: datetime | None = None
     ) -> list[StreamInfo]:
@@ -190,6 +195,7 @@ class StreamLog(Database):
                 )
             return orphans
 
+    @uncancellable
     async def trim(self, *, chunks_before: datetime, streams_before: datetime) -> None:
         """Delete the chunks of streams that ended before ``chunks_before`` (their replies are stored in full)
         and the rows of streams that ended before ``streams_before``."""

@@ -48,7 +48,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from chatkeep.errors import ChatkeepError, Conflict, InvalidInput, ValidationIssue
 from chatkeep.protocol.messages import find_forbidden_characters
-from chatkeep.store._db import SYSTEM, Database, set_caller
+from chatkeep.store._db import SYSTEM, Database, set_caller, uncancellable
 from chatkeep.store._errors import wrap_db_errors
 from chatkeep.store.chat_store import ChatStore, _prepare_content
 from chatkeep.store.models import ID_LENGTH, MessageRow, PartRow, ThreadRow
@@ -376,6 +376,7 @@ class Transfer(Database):
         ).scalar()
         return UserData(threads=int(threads or 0), messages=int(messages or 0))
 
+    @uncancellable
     async def delete_user(self, user_id: str) -> UserData:
         """Delete every thread of the user, with all their messages, parts, streams and stream chunks, in one
         transaction; return how many threads and messages there were. Nothing of any other user is touched."""
@@ -469,6 +470,7 @@ class Transfer(Database):
             return RecordResult(line, thread_id, "refused", exc)
         return RecordResult(line, thread_id, outcome)
 
+    @uncancellable
     async def _write_record(self, user_id: str, line: int, prepared: _Prepared, on_conflict: OnConflict) -> Outcome:
         thread = prepared.record.thread
         async with self._write(SYSTEM) as conn:

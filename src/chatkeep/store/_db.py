@@ -11,6 +11,7 @@ has no row-level security; there the explicit filters in every query are the onl
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import functools
 import logging
@@ -31,18 +32,17 @@ log = logging.getLogger("chatkeep.store")
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
-#: writes still finishing after their caller was cancelled (a strong reference, so none is garbage-collected)
-_finishing: set[asyncio.Task[Any]] = set()
 
 
 def uncancellable(method: Callable[_P, Coroutine[Any, Any, _R]]) -> Callable[_P, Awaitable[_R]]:
-    """Run a write to its end (COMMIT or ROLLBACK) even when its caller is cancelled.
+    """Run a write to its end (COMMIT or ROLLBACK) before a cancellation of its caller takes effect.
 
     A write cancelled halfway leaves its connection in a state the pool cannot clean up: on SQLite the connection
     kept the write lock and every other writer waited out ``busy_timeout`` (seconds of "database is locked").
-    Cancellation is routine here (a stopped reply, a checkpoint, a disconnected client, shutdown), so every
-    store method that writes runs in a task of its own, shielded: the caller's cancellation still propagates at
-    once, and the write finishes in the background (its failure, if any, is logged).
+    Cancellation is routine here (a stopped reply, its checkpoints, a disconnected client, shutdown), so every
+    store method that writes runs in a task of its own, shielded. A caller cancelled meanwhile waits for the
+    write to end and then raises ``CancelledError``: whoever awaits it knows the write is over, so a later write
+    (the reply's final store after its last checkpoint) can never be overtaken by an earlier one.
     """
 
     @functools.wraps(method)
@@ -51,18 +51,14 @@ def uncancellable(method: Callable[_P, Coroutine[Any, Any, _R]]) -> Callable[_P,
         try:
             return await asyncio.shield(task)
         except asyncio.CancelledError:
-            if not task.done():
-                _finishing.add(task)
-                task.add_done_callback(_finished)
+            while not task.done():
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.shield(task)
+            if not task.cancelled() and (exc := task.exception()) is not None:
+                log.warning("a write whose caller was cancelled failed: %r", exc)
             raise
 
     return run
-
-
-def _finished(task: asyncio.Task[Any]) -> None:
-    _finishing.discard(task)
-    if not task.cancelled() and (exc := task.exception()) is not None:
-        log.warning("a write whose caller was cancelled failed: %r", exc)
 
 
 class _System(enum.Enum):

@@ -71,6 +71,10 @@ _MESSAGE_COLUMNS = (
 _PART_SELECT = tuple(_P.c[name] for name in ("message_id", *PART_COLUMNS))
 
 
+#: up to this many messages, their parts are asked for by id; beyond, all the thread's parts are read
+_FEW = 16
+
+
 def _owned(user_id: str) -> ColumnElement[bool]:
     """The one place a query says "threads of this user": every thread lookup goes through it (on PostgreSQL,
     row-level security enforces the same rule again, and the tests check that it does with this filter
@@ -582,8 +586,15 @@ class ChatStore(Database):
         parts: dict[str, list[Any]] = defaultdict(list)
         if typed_ids:
             part_query = select(*_PART_SELECT).where(_P.c.thread_id == thread_id)
-            if limit is not None or condition is not None:
+            if limit is not None:
+                # the parts of this page only, chosen by the database (no id list sent back and forth)
+                page = select(_M.c.id).where(_M.c.thread_id == thread_id, _M.c.content.is_(None))
+                if condition is not None:
+                    page = page.where(condition)
+                part_query = part_query.where(_P.c.message_id.in_(page.order_by(_M.c.seq).limit(limit)))
+            elif condition is not None and len(typed_ids) <= _FEW:
                 part_query = part_query.where(_P.c.message_id.in_(typed_ids))
+            # else: every part of the thread; the few of messages the condition left out are passed over below
             part_query = part_query.order_by(_P.c.message_id, _P.c.part_order)
             for part in (await conn.execute(part_query)).mappings():
                 parts[part["message_id"]].append(part)

@@ -11,6 +11,10 @@ Guarantees:
 * A failing model or tool never breaks the stream: a tool failure is an ``output-error`` part the model sees; a
   model failure ends the stream with an ``error`` chunk after closing open parts, and what was produced so far
   is stored.
+* A database outage does not break a turn that has started: the model goes on, checkpoints that fail are
+  skipped, and the final store is retried for up to ``store_retry_for`` seconds. A reply is therefore stored
+  either in full with its final status, or, if the database stays away longer (or the process dies), as last
+  checkpointed and marked ``interrupted`` by the stream sweep: never ``streaming`` with no stream behind it.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from pydantic import BaseModel, ValidationError
 from chatkeep.chat.convert import to_model_messages, tool_name
 from chatkeep.chat.plan import TurnPlan, plan_turn
 from chatkeep.chat.streams import LiveStream, StreamHub
-from chatkeep.errors import InvalidInput, ThreadNotFound, TooManyRequests, ValidationIssue
+from chatkeep.errors import DatabaseUnavailable, InvalidInput, ThreadNotFound, TooManyRequests, ValidationIssue
 from chatkeep.protocol.ids import generate_id
 from chatkeep.protocol.stream import MessageAssembler, StreamFeatures, encode_sse
 from chatkeep.providers.base import (
@@ -80,6 +84,10 @@ class ChatService:
     accept. Messages the client sends that the server has not stored are validated as ``validateUIMessages``
     does: tool inputs against the registered tools' schemas, and, when given, ``metadata`` against
     ``metadata_schema`` and every ``data-<name>`` part against ``data_schemas[name]``.
+
+    ``checkpoint_interval`` is how often (seconds) the partial reply is saved while it streams;
+    ``store_retry_for`` how long the final store of a reply is retried while the database is unavailable (the
+    reply's stream waits for it before its ``[DONE]``).
     """
 
     def __init__(
@@ -97,6 +105,7 @@ class ChatService:
         checkpoint_interval: float = 1.0,
         model_timeout: float = 300.0,
         max_concurrent_streams: int = 0,
+        store_retry_for: float = 30.0,
     ) -> None:
         self.store = store
         self.model = model
@@ -117,6 +126,7 @@ class ChatService:
         self.checkpoint_interval = checkpoint_interval
         self.model_timeout = model_timeout
         self.max_concurrent_streams = max_concurrent_streams
+        self.store_retry_for = store_retry_for
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def startup(self) -> None:
@@ -239,7 +249,8 @@ class ChatService:
             self.hub.emit(live, frame, frame[6:-2].decode())
             changed.set()
 
-        checkpoints = asyncio.create_task(self._checkpoints(user_id, thread_id, plan, assembler, changed))
+        ending = asyncio.Event()
+        checkpoints = asyncio.create_task(self._checkpoints(user_id, thread_id, plan, assembler, changed, ending))
         status: str | None = None
         try:
             emit({"type": "start", "messageId": message_id})
@@ -272,28 +283,105 @@ class ChatService:
             self._fail_running_tools(assembler, emit, "The tool call did not finish.")
             emit({"type": "error", "errorText": "An error occurred."})
         finally:
-            checkpoints.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            # Let a checkpoint being written finish rather than cancel it: writes run to their end even when
+            # cancelled (store._db.uncancellable), and one committed after the final store would put back a partial
+            # reply marked streaming.
+            ending.set()
+            changed.set()
+            try:
                 await checkpoints
+            except BaseException:
+                checkpoints.cancel()
+                raise
             # Store first, then end the stream: a client that reads the thread as soon as the stream ends must
             # find the reply there.
-            await self._store_reply(user_id, thread_id, plan, assembler, status)
-            await self.hub.finish(live, "done" if status is None else status)
+            try:
+                stored = await self._store_final(user_id, thread_id, plan, assembler, status)
+            except BaseException:  # cancelled while waiting for the database (this process shuts down)
+                self.hub.abandon(live)
+                raise
+            if stored:
+                await self.hub.finish(live, "done" if status is None else status)
+            else:
+                emit({"type": "error", "errorText": "The reply could not be saved in full."})
+                self.hub.abandon(live)
 
     async def _checkpoints(
-        self, user_id: str, thread_id: str, plan: TurnPlan, assembler: MessageAssembler, changed: asyncio.Event
+        self,
+        user_id: str,
+        thread_id: str,
+        plan: TurnPlan,
+        assembler: MessageAssembler,
+        changed: asyncio.Event,
+        ending: asyncio.Event,
     ) -> None:
         """Store the reply so far, marked ``streaming``, at most every ``checkpoint_interval``: if the process
-        dies, the reply is kept up to that point (and marked ``interrupted`` by the next process)."""
+        dies, the reply is kept up to that point (and marked ``interrupted`` by the next process).
+
+        Runs until ``ending`` is set, whatever fails, and returns only between two writes, so that no checkpoint
+        is written after the final store. A checkpoint that cannot be written (the database is unavailable) is
+        tried again one interval later, with whatever the reply has become by then."""
+        database_down = False
         while True:
-            await changed.wait()
+            await changed.wait()  # set with ``ending`` too
+            if ending.is_set():
+                return
             changed.clear()
-            await self._store_reply(user_id, thread_id, plan, assembler, "streaming")
-            await asyncio.sleep(self.checkpoint_interval)
+            try:
+                await self._store_reply(user_id, thread_id, plan, assembler, "streaming")
+                database_down = False
+            except DatabaseUnavailable as exc:
+                changed.set()
+                if not database_down:
+                    log.warning("could not checkpoint the reply in thread %s; will retry: %s", thread_id, exc)
+                database_down = True
+            except Exception:
+                log.exception("could not checkpoint the reply in thread %s", thread_id)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(ending.wait(), self.checkpoint_interval)
+
+    async def _store_final(
+        self, user_id: str, thread_id: str, plan: TurnPlan, assembler: MessageAssembler, status: str | None
+    ) -> bool:
+        """Store the reply with its final ``status``. True once it is stored (or there was nothing to store, or
+        its thread was deleted meanwhile).
+
+        While the database is unavailable, it tries again after 0.1 s, doubling up to 2 s, for up to
+        ``store_retry_for`` seconds (an upsert of the whole reply in one transaction: repeating it is harmless,
+        even after a COMMIT whose answer was lost). False when the database stayed away that long, or the store
+        refused the reply for another reason (logged): the stored reply is then its last checkpoint.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.store_retry_for
+        delay = 0.1
+        while True:
+            try:
+                await self._store_reply(user_id, thread_id, plan, assembler, status)
+                return True
+            except DatabaseUnavailable as exc:
+                left = deadline - loop.time()
+                if left <= 0:
+                    log.error(
+                        "could not store the reply %s in thread %s within %g s (%s): it keeps its last checkpoint",
+                        assembler.message["id"], thread_id, self.store_retry_for, exc,
+                    )  # fmt: skip
+                    return False
+                if delay == 0.1:
+                    log.warning(
+                        "the database is unavailable; the reply in thread %s is stored once it is back", thread_id
+                    )
+                await asyncio.sleep(min(delay, left))
+                delay = min(delay * 2, 2.0)
+            except Exception:
+                log.exception("could not store the reply %s in thread %s", assembler.message["id"], thread_id)
+                return False
 
     async def _store_reply(
         self, user_id: str, thread_id: str, plan: TurnPlan, assembler: MessageAssembler, status: str | None
     ) -> None:
+        """One attempt to store the reply as it is now with ``status``, in one transaction (all its parts or
+        nothing). Raises what the store raises, except :class:`ThreadNotFound` (the thread was deleted
+        meanwhile: there is nothing to keep)."""
         reply = assembler.message
         if not reply["parts"] and plan.continued is None:
             return
@@ -308,8 +396,6 @@ class ChatService:
             )
         except ThreadNotFound:
             log.info("thread %s was deleted while its reply %s was generated", thread_id, reply["id"])
-        except Exception:
-            log.exception("could not store the reply %s in thread %s", reply["id"], thread_id)
 
     @staticmethod
     def _close_open_parts(assembler: MessageAssembler, emit: Callable[[dict[str, Any]], None]) -> None:

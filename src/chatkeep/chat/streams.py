@@ -9,6 +9,10 @@
   configured) or, without one, every ``poll_interval``.
 * Stopping works from any process: the producer's own process cancels it at once; another process flags the
   stream in the database and the producer's flusher sees the flag within one ``flush_interval``.
+* A database outage stops nothing here: readers in the producing process keep following from memory, chunks and
+  stream ends that cannot be written are kept in order and written by the flusher once the database is back, the
+  sweeper retries, and a reader following the log waits for the database (up to ``stale_after``) before it ends
+  with an ``error`` chunk.
 """
 
 from __future__ import annotations
@@ -23,8 +27,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
+from chatkeep.errors import Conflict, DatabaseUnavailable
 from chatkeep.protocol.ids import generate_id
-from chatkeep.protocol.stream import DONE
+from chatkeep.protocol.stream import DONE, encode_sse
 from chatkeep.store.streams import StreamInfo, StreamLog
 
 __all__ = ["Broker", "LiveStream", "LocalBroker", "RedisBroker", "StreamHub", "make_owner_id"]
@@ -206,6 +211,9 @@ class StreamHub:
         self.stale_after = stale_after
         self.live: dict[str, LiveStream] = {}
         self._pending: list[tuple[str, int, str]] = []
+        #: ends (stream id → status) not yet written: the flusher writes each after the stream's last chunk
+        self._ending: dict[str, str] = {}
+        self._log_down = False
         self._counts: dict[str, int] = {}
         self._flush_lock = asyncio.Lock()
         self._last_heartbeat = datetime.now(UTC)
@@ -239,7 +247,12 @@ class StreamHub:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        await self.flush()
+        try:
+            await self.flush()
+        except DatabaseUnavailable as exc:
+            # What is lost is the log's tail: the next process marks these streams interrupted (their replies
+            # are stored, or kept at their last checkpoint).
+            log.warning("could not write the stream log on shutdown: %s", exc)
         await self.broker.close()
 
     # -- producing -------------------------------------------------------------------------------------------
@@ -249,9 +262,12 @@ class StreamHub:
         await self.log.create(stream_id=stream.id, thread_id=thread_id, message_id=message_id, owner=self.owner)
         self.live[stream.id] = stream
         self._counts[stream.id] = 0
+        self._ensure_flusher()
+        return stream
+
+    def _ensure_flusher(self) -> None:
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush_loop())
-        return stream
 
     def emit(self, stream: LiveStream, frame: bytes, chunk_json: str) -> None:
         """Publish one chunk: to this process's readers now, to the log at the next flush."""
@@ -261,29 +277,63 @@ class StreamHub:
         self._pending.append((stream.id, seq, chunk_json))
 
     async def finish(self, stream: LiveStream, status: str) -> None:
-        """End the stream: every chunk is in the log before its status says it ended."""
+        """End the stream: every chunk is in the log before its status says it ended.
+
+        This process's readers get ``[DONE]`` at once. When the database is unavailable, the end is kept and the
+        flusher writes it, after the stream's remaining chunks, once the database is back (should this process
+        die first, the next one marks the stream ``interrupted``, as after any crash).
+        """
+        self._ending[stream.id] = status
         try:
             await self.flush()
-            await self.log.finish(stream.id, status)
+        except DatabaseUnavailable as exc:
+            log.warning(
+                "stream %s ended while the database is unavailable; its end is written later: %s", stream.id, exc
+            )
         finally:
+            self._close_locally(stream)
+            if self._ending or self._pending:
+                self._ensure_flusher()
+        await self.broker.notify(stream.id)
+
+    def abandon(self, stream: LiveStream) -> None:
+        """End the stream for this process's readers only, leaving it ``active`` in the log.
+
+        For a reply that could not be stored in full: it stays at its last checkpoint (marked ``streaming``) and
+        the stream gets no more heartbeats, so the sweep (of any process) marks both ``interrupted`` once the
+        heartbeat is ``stale_after`` old, exactly as after a crash. Ending the stream in the log instead would
+        leave a ``streaming`` reply that nothing ever closes. Its chunks not yet in the log are still written.
+        """
+        self._close_locally(stream)
+
+    def _close_locally(self, stream: LiveStream) -> None:
+        if not stream.done:
             stream.append(DONE)
             stream.close()
-            self.live.pop(stream.id, None)
-            self._counts.pop(stream.id, None)
-            await self.broker.notify(stream.id)
+        self.live.pop(stream.id, None)
+        self._counts.pop(stream.id, None)
 
     async def flush(self) -> None:
+        """Write the pending chunks of every stream (and the live streams' heartbeats) in one transaction, then the
+        pending stream ends. On failure nothing is lost: the rows and ends stay pending, in order, for the next
+        try."""
         async with self._flush_lock:
             rows, self._pending = self._pending, []
             now = datetime.now(UTC)
             beat = now - self._last_heartbeat >= timedelta(seconds=self.heartbeat_interval)
             heartbeat = list(self.live) if beat else []
-            if not rows and not self.live:
+            if not rows and not self.live and not self._ending:
                 return
             try:
                 # Every live stream is checked each time (a stop request, a deleted thread), not only those with
                 # new chunks: a producer waiting on a slow model must still hear it.
-                stopped = await self.log.append(rows, heartbeat, watch=list(self.live))
+                try:
+                    stopped = await self.log.append(rows, heartbeat, watch=list(self.live))
+                except Conflict:
+                    # A COMMIT whose answer was lost (the database went away at that moment) may have stored
+                    # these rows after all: keep only those the log does not have, and write them.
+                    rows = await self._not_yet_stored(rows)
+                    stopped = await self.log.append(rows, heartbeat, watch=list(self.live))
             except Exception:
                 self._pending[:0] = rows  # keep them for the next try
                 raise
@@ -294,17 +344,40 @@ class StreamHub:
                     live.request_stop("stop")
             for stream_id in {row[0] for row in rows}:
                 await self.broker.notify(stream_id)
+            # Only now are all of their chunks in the log. (An end fails alone; the rest stay pending.)
+            for stream_id, status in list(self._ending.items()):
+                await self.log.finish(stream_id, status)
+                del self._ending[stream_id]
+
+    async def _not_yet_stored(self, rows: list[tuple[str, int, str]]) -> list[tuple[str, int, str]]:
+        """The rows whose sequence number is at or beyond their stream's ``chunk_count`` (chunks are stored in
+        order, in one transaction per flush, so those below it are in the log)."""
+        stored: dict[str, int] = {}
+        for stream_id in {row[0] for row in rows}:
+            info = await self.log.get(stream_id)
+            stored[stream_id] = info.chunk_count if info is not None else -1
+        return [row for row in rows if stored[row[0]] >= 0 and row[1] >= stored[row[0]]]
 
     async def _flush_loop(self) -> None:
-        """Runs while this process has live streams (so an idle process has no background work)."""
-        while self.live or self._pending:
+        """Runs while this process has live streams or anything left to write (so an idle process has no
+        background work). Survives any failure: what could not be written is tried again next time."""
+        while self.live or self._pending or self._ending:
             await asyncio.sleep(self.flush_interval)
             try:
                 await self.flush()
+            except DatabaseUnavailable as exc:
+                if not self._log_down:  # once per outage, not every flush_interval
+                    log.warning("the stream log cannot be written (%s); retrying every %g s", exc, self.flush_interval)
+                self._log_down = True
             except Exception:
                 log.exception("could not write the stream log; will retry")
+            else:
+                if self._log_down:
+                    log.info("the stream log is written again")
+                self._log_down = False
 
     async def _sweep_loop(self) -> None:
+        """Never ends by itself: a failed sweep (the database is down, say) is retried at the next one."""
         while True:
             await asyncio.sleep(max(self.stale_after / 3, 1.0))
             try:
@@ -314,6 +387,8 @@ class StreamHub:
                     stale_before=now - timedelta(seconds=self.stale_after),
                 )
                 await self.log.trim(chunks_before=now - timedelta(minutes=1), streams_before=now - timedelta(days=1))
+            except DatabaseUnavailable as exc:
+                log.warning("stream housekeeping skipped, will retry: %s", exc)
             except Exception:
                 log.exception("stream housekeeping failed; will retry")
 
@@ -332,20 +407,35 @@ class StreamHub:
         return self._follow_log(info)
 
     async def _follow_log(self, info: StreamInfo) -> AsyncIterator[bytes]:
+        """Replay and follow a stream from the log. Through a database outage it keeps polling; if the database
+        stays unavailable for ``stale_after``, it ends with an ``error`` chunk (the client may resume later)."""
         after = -1
+        down_since: float | None = None
         while True:
-            for seq, chunk in await self.log.chunks(info.id, after):
-                after = seq
-                yield b"data: " + chunk.encode() + b"\n\n"
-            current = await self.log.get(info.id)
-            ended = current is None or current.status != "active"
-            stale = current is not None and current.updated_at < datetime.now(UTC) - timedelta(seconds=self.stale_after)
-            if ended or stale:
+            try:
                 for seq, chunk in await self.log.chunks(info.id, after):
                     after = seq
                     yield b"data: " + chunk.encode() + b"\n\n"
-                yield DONE
-                return
+                current = await self.log.get(info.id)
+                ended = current is None or current.status != "active"
+                stale = current is not None and current.updated_at < datetime.now(UTC) - timedelta(
+                    seconds=self.stale_after
+                )
+                if ended or stale:
+                    for seq, chunk in await self.log.chunks(info.id, after):
+                        after = seq
+                        yield b"data: " + chunk.encode() + b"\n\n"
+                    yield DONE
+                    return
+                down_since = None
+            except DatabaseUnavailable:
+                now = asyncio.get_running_loop().time()
+                down_since = now if down_since is None else down_since
+                if now - down_since >= self.stale_after:
+                    text = "The database is unavailable; reload to resume the reply."
+                    yield encode_sse({"type": "error", "errorText": text})
+                    yield DONE
+                    return
             await self.broker.wait(info.id, self.poll_interval)
 
     async def stop(self, user_id: str, thread_id: str, *, max_wait: float = 10.0) -> None:

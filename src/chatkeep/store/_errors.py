@@ -1,4 +1,9 @@
-"""Turn driver and SQLAlchemy exceptions into :mod:`chatkeep.errors`, always ``from`` the original."""
+"""Turn driver and SQLAlchemy exceptions into :mod:`chatkeep.errors`, always ``from`` the original.
+
+This is the one place that knows what a database failure looks like. Everything above the store sees
+:class:`DatabaseUnavailable` (retryable; HTTP 503 at the edge), :class:`Conflict`, :class:`InvalidInput` or
+:class:`SchemaMissing`, never a driver exception.
+"""
 
 from __future__ import annotations
 
@@ -9,15 +14,49 @@ from sqlalchemy import exc as sa_exc
 
 from chatkeep.errors import ChatkeepError, Conflict, DatabaseUnavailable, InvalidInput, SchemaMissing, ValidationIssue
 
-__all__ = ["wrap_db_errors"]
+__all__ = ["is_unavailable", "wrap_db_errors"]
+
+#: SQLSTATEs (or their class prefixes) that mean "the server cannot serve you right now", not "your statement is
+#: wrong": class 08 (connection exception: refused, lost, ``connection does not exist``), 57P01-57P03 (the
+#: server is shutting down, crashed, or starting up: ``CannotConnectNowError``…), 57P05 (idle session timeout)
+#: and 53300 (too many connections). asyncpg reports them as ``PostgresError`` subclasses, which SQLAlchemy wraps
+#: as a plain ``DBAPIError`` that is not always flagged ``connection_invalidated`` (a failed connect never is).
+_UNAVAILABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03", "57P05", "53300")
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc``, or the driver error it wraps, says the database cannot be reached right now.
+
+    True for: a refused, reset or timed-out socket (``OSError``, which includes ``TimeoutError`` from a connect
+    timeout); a pool that could not hand out a connection in time; a connection SQLAlchemy found broken
+    (``connection_invalidated``, ``DisconnectionError``, the driver's ``InterfaceError`` such as asyncpg's
+    "connection is closed"); and the SQLSTATEs in :data:`_UNAVAILABLE_SQLSTATES`. Follows ``orig`` and
+    ``__cause__`` (never ``__context__``, which may be an unrelated earlier error).
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, (OSError, sa_exc.TimeoutError, sa_exc.DisconnectionError, sa_exc.InterfaceError)):
+            return True
+        if isinstance(current, sa_exc.DBAPIError) and current.connection_invalidated:
+            return True
+        sqlstate = getattr(current, "sqlstate", None)
+        if isinstance(sqlstate, str) and sqlstate.startswith(_UNAVAILABLE_SQLSTATES):
+            return True
+        orig = getattr(current, "orig", None)
+        current = orig if isinstance(orig, BaseException) else current.__cause__
+    return False
 
 
 @asynccontextmanager
 async def wrap_db_errors() -> AsyncIterator[None]:
     """Map database failures to chatkeep errors.
 
-    A broken or refused connection is :class:`DatabaseUnavailable` (retryable), a constraint violation is a
-    :class:`Conflict`, and a value the database refuses is :class:`InvalidInput`. chatkeep's own errors pass.
+    A broken, refused or timed-out connection is :class:`DatabaseUnavailable` (retryable; see
+    :func:`is_unavailable`), a constraint violation is a :class:`Conflict`, a value the database refuses is
+    :class:`InvalidInput`, a missing table is :class:`SchemaMissing`. chatkeep's own errors pass; anything else
+    (a bug) passes unchanged.
     """
     try:
         yield
@@ -30,14 +69,13 @@ async def wrap_db_errors() -> AsyncIterator[None]:
             raise SchemaMissing() from exc
         if isinstance(exc, sa_exc.ProgrammingError):
             raise
+        # SQLite reports a locked or unreadable file as OperationalError: retryable too.
         raise DatabaseUnavailable("The database is unavailable; try again shortly.") from exc
     except sa_exc.DataError as exc:
         raise InvalidInput([ValidationIssue((), "the database refused a value in the request")]) from exc
-    except (sa_exc.InterfaceError, sa_exc.DisconnectionError, OSError) as exc:
-        raise DatabaseUnavailable("The database is unavailable; try again shortly.") from exc
-    except sa_exc.DBAPIError as exc:
-        if exc.connection_invalidated:
-            raise DatabaseUnavailable("The database connection was lost; try again shortly.") from exc
+    except Exception as exc:
+        if is_unavailable(exc):
+            raise DatabaseUnavailable("The database is unavailable; try again shortly.") from exc
         raise
 
 

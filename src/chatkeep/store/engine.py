@@ -1,7 +1,8 @@
 """Database URLs and engines: what users paste in, what SQLAlchemy needs.
 
 Nothing connects at import time. :func:`make_engine` is the one place engines are built, so every engine gets
-the same per-dialect setup (SQLite pragmas and write locking; PostgreSQL pool sizing).
+the same per-dialect setup (SQLite pragmas and write locking; PostgreSQL pool sizing, connect timeout and the
+check that drops pooled connections the server closed).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 import orjson
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
@@ -24,6 +25,13 @@ __all__ = ["WRITE", "make_engine", "normalize_database_url"]
 #: ``BEGIN IMMEDIATE``, taking the write lock up front instead of failing with "database is locked" when a
 #: read transaction tries to upgrade while another writer holds the lock.
 WRITE = "chatkeep_write"
+
+#: Seconds a new PostgreSQL connection may take (asyncpg's own default is 60): a database that does not answer
+#: makes a request fail with :class:`~chatkeep.errors.DatabaseUnavailable` (HTTP 503) instead of hanging. A stopped
+#: server refuses at once; this bounds the case of a host that drops packets. ``?timeout=`` in the URL overrides it.
+CONNECT_TIMEOUT_S = 5.0
+#: Seconds a transaction may wait for a free pooled connection before it fails with ``DatabaseUnavailable``.
+POOL_TIMEOUT_S = 10.0
 
 # libpq query parameters that asyncpg does not take as keyword arguments, and what to do with them.
 _PG_DROP_PARAMS = frozenset({"channel_binding", "target_session_attrs", "application_name_suffix"})
@@ -80,9 +88,41 @@ def make_engine(url: str | URL, *, pool_size: int = 10, echo: bool = False) -> A
             engine = create_async_engine(url, **common)
         _setup_sqlite(engine)
         return engine
-    return create_async_engine(
-        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_recycle=1800, **common
+    connect_args: dict[str, Any] = {} if "timeout" in url.query else {"timeout": CONNECT_TIMEOUT_S}
+    engine = create_async_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_timeout=POOL_TIMEOUT_S,
+        pool_recycle=1800,
+        connect_args=connect_args,
+        **common,
     )
+    _setup_postgresql(engine)
+    return engine
+
+
+def _setup_postgresql(engine: AsyncEngine) -> None:
+    """Hand out only pooled connections that are still open.
+
+    When PostgreSQL restarts (or kills a backend), the server closes the socket of every pooled connection and
+    asyncpg notices at once (the event loop reads the socket's end), so ``is_closed()`` answers without a round
+    trip. A closed connection at checkout raises ``DisconnectionError``, on which the pool discards it and opens a
+    fresh one in its place: the first request after a restart succeeds instead of failing on a stale connection.
+
+    This replaces ``pool_pre_ping``, which costs a ``SELECT 1`` round trip on every checkout to catch the same
+    thing. What it does not catch, a connection that breaks after checkout or a half-open socket (the peer
+    vanished without closing it), fails that one transaction with :class:`DatabaseUnavailable` (HTTP 503 with
+    ``Retry-After``; nothing half-written, the transaction is rolled back); SQLAlchemy then invalidates the whole
+    pool, so every older connection is replaced on its next checkout.
+    """
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        driver_connection = getattr(dbapi_connection, "driver_connection", None)
+        is_closed = getattr(driver_connection, "is_closed", None)
+        if is_closed is not None and is_closed():
+            raise DisconnectionError("the server closed this pooled connection")
 
 
 def _setup_sqlite(engine: AsyncEngine) -> None:

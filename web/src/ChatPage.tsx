@@ -196,16 +196,19 @@ function ChatSession({
   }, [loadTree]);
 
   // A new chat becomes a thread when its first reply starts (the server created it on the first POST /api/chat):
-  // only then does `/` become `/chat/{id}`, and the thread shows up in the sidebar.
+  // only then does `/` become `/chat/{id}`, and the thread shows up in the sidebar. A short reply may start and
+  // end between two renders (the status goes from "submitted" straight to "ready"), so a reply in the list counts
+  // as a start too.
   const announced = useRef(!isNew);
+  const replied = messages.some((m) => m.role === "assistant");
   useEffect(() => {
-    if (status === "streaming" && !announced.current) {
+    if ((status === "streaming" || replied) && !announced.current) {
       announced.current = true;
       exists.current = true;
       onFirstSend(threadId);
       onThreadActivity();
     }
-  }, [status, threadId, onFirstSend, onThreadActivity]);
+  }, [status, replied, threadId, onFirstSend, onThreadActivity]);
 
   // A failed send keeps what was typed: if the request failed before any reply, the text goes back into the
   // composer (sending it again replaces the failed message).

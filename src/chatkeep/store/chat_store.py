@@ -19,6 +19,7 @@ import binascii
 import json
 from collections import defaultdict
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, cast
 
@@ -69,6 +70,13 @@ _MESSAGE_COLUMNS = (
     _M.c.seq, _M.c.status, _M.c.created_at, _M.c.updated_at,
 )  # fmt: skip
 _PART_SELECT = tuple(_P.c[name] for name in ("message_id", *PART_COLUMNS))
+
+
+@dataclass(frozen=True, slots=True)
+class _UpsertTarget:
+    message_seq: int
+    message: Any  # the row (seq, created_at, parent_id) of the message, None when it is new
+    parent_seq: int | None
 
 
 #: up to this many messages, their parts are asked for by id; beyond, all the thread's parts are read
@@ -392,23 +400,19 @@ class ChatStore(Database):
         status: str | None,
     ) -> StoredMessage:
         now = _now()
-        thread_seq = await self._lock_thread(conn, user_id, thread_id, create=create_thread)
-        existing = (
-            await conn.execute(
-                select(_M.c.seq, _M.c.created_at, _M.c.parent_id).where(
-                    _M.c.thread_id == thread_id, _M.c.id == message_id
-                )
-            )
-        ).first()
-        seq = existing.seq if existing is not None else thread_seq + 1
+        asked_parent = None if isinstance(parent_id, _Unset) else parent_id
+        found = await self._lock_for_upsert(conn, user_id, thread_id, message_id, asked_parent)
+        if found is None and create_thread:
+            await self._create_thread(conn, user_id, thread_id=thread_id)
+            found = await self._lock_for_upsert(conn, user_id, thread_id, message_id, asked_parent)
+        if found is None:
+            raise ThreadNotFound(thread_id)
+        existing = found.message
+        seq = existing.seq if existing is not None else found.message_seq + 1
         if isinstance(parent_id, _Unset):
             parent_id = existing.parent_id if existing is not None else None
-        if parent_id is not None:
-            parent = (
-                await conn.execute(select(_M.c.seq).where(_M.c.thread_id == thread_id, _M.c.id == parent_id))
-            ).first()
-            if parent is None or parent.seq >= seq:
-                raise ParentNotFound(thread_id, message_id, parent_id)
+        elif parent_id is not None and (found.parent_seq is None or found.parent_seq >= seq):
+            raise ParentNotFound(thread_id, message_id, parent_id)
         values = {
             "parent_id": parent_id,
             "format": format,
@@ -486,6 +490,33 @@ class ChatStore(Database):
                 update(_T).where(_T.c.id == thread_id, _T.c.head_id == message_id).values(head_id=parent_id)
             )
             await conn.execute(update(_T).where(_T.c.id == thread_id).values(updated_at=_now()))
+
+    async def _lock_for_upsert(
+        self, conn: AsyncConnection, user_id: str, thread_id: str, message_id: str, parent_id: str | None
+    ) -> _UpsertTarget | None:
+        """Lock the user's thread (``None`` when the user has none with this id), then read in one round trip the
+        message (when it exists) and ``parent_id``'s ``seq``.
+
+        Two statements, not one join: on PostgreSQL a statement that waited for the lock still reads with the
+        snapshot it started with, so a message a concurrent writer added meanwhile would look missing.
+        """
+        query = select(_T.c.message_seq).where(_T.c.id == thread_id, _owned(user_id))
+        if self.dialect == "postgresql":
+            query = query.with_for_update()
+        thread = (await conn.execute(query)).first()
+        if thread is None:
+            return None
+        wanted = [message_id] if parent_id is None or parent_id == message_id else [message_id, parent_id]
+        rows = (
+            await conn.execute(
+                select(_M.c.id, _M.c.seq, _M.c.created_at, _M.c.parent_id).where(
+                    _M.c.thread_id == thread_id, _M.c.id.in_(wanted)
+                )
+            )
+        ).all()
+        by_id = {row.id: row for row in rows}
+        parent = by_id.get(parent_id) if parent_id is not None else None
+        return _UpsertTarget(int(thread.message_seq), by_id.get(message_id), None if parent is None else parent.seq)
 
     async def _lock_and_find_parent(
         self, conn: AsyncConnection, user_id: str, thread_id: str, message_id: str

@@ -324,19 +324,24 @@ class StreamHub:
             heartbeat = list(self.live) if beat else []
             if not rows and not self.live and not self._ending:
                 return
+            # Every pending chunk is in this batch, so the streams that ended before it can end in the same
+            # transaction, after their last chunks.
+            ends = dict(self._ending)
             try:
                 # Every live stream is checked each time (a stop request, a deleted thread), not only those with
                 # new chunks: a producer waiting on a slow model must still hear it.
                 try:
-                    stopped = await self.log.append(rows, heartbeat, watch=list(self.live))
+                    stopped = await self.log.append(rows, heartbeat, watch=list(self.live), ends=ends)
                 except Conflict:
                     # A COMMIT whose answer was lost (the database went away at that moment) may have stored
                     # these rows after all: keep only those the log does not have, and write them.
                     rows = await self._not_yet_stored(rows)
-                    stopped = await self.log.append(rows, heartbeat, watch=list(self.live))
+                    stopped = await self.log.append(rows, heartbeat, watch=list(self.live), ends=ends)
             except Exception:
                 self._pending[:0] = rows  # keep them for the next try
                 raise
+            for stream_id in ends:
+                self._ending.pop(stream_id, None)
             if beat:
                 self._last_heartbeat = now
             for stream_id in stopped:
@@ -344,10 +349,6 @@ class StreamHub:
                     live.request_stop("stop")
             for stream_id in {row[0] for row in rows}:
                 await self.broker.notify(stream_id)
-            # Only now are all of their chunks in the log. (An end fails alone; the rest stay pending.)
-            for stream_id, status in list(self._ending.items()):
-                await self.log.finish(stream_id, status)
-                del self._ending[stream_id]
 
     async def _not_yet_stored(self, rows: list[tuple[str, int, str]]) -> list[tuple[str, int, str]]:
         """The rows whose sequence number is at or beyond their stream's ``chunk_count`` (chunks are stored in

@@ -12,7 +12,7 @@ reply survives its producer's crash up to the last flush. Guarantees:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -82,16 +82,21 @@ class StreamLog(Database):
 
     @uncancellable
     async def append(
-        self, chunks: Sequence[tuple[str, int, str]], heartbeat: Iterable[str] = (), watch: Iterable[str] = ()
+        self,
+        chunks: Sequence[tuple[str, int, str]],
+        heartbeat: Iterable[str] = (),
+        watch: Iterable[str] = (),
+        ends: Mapping[str, str] | None = None,
     ) -> set[str]:
         """Store ``(stream_id, seq, chunk_json)`` rows of any number of streams in one transaction, move each
         stream's ``chunk_count`` and heartbeat on (also for the ``heartbeat`` streams without new chunks), and
         return the ids, among those and the ``watch`` ones, of the streams whose producer should stop: someone
         asked to stop them, or they are gone (their thread was deleted mid-reply; their chunks are dropped, so
-        one deleted thread never blocks the other streams of the batch)."""
+        one deleted thread never blocks the other streams of the batch). Then, in the same transaction, the
+        streams in ``ends`` (stream id → final status) leave ``active``, as :meth:`finish` does."""
         beating = {row[0] for row in chunks} | set(heartbeat)
         touched = beating | set(watch)
-        if not touched:
+        if not touched and not ends:
             return set()
         now = _now()
         async with self._write(SYSTEM) as conn:
@@ -116,6 +121,11 @@ class StreamLog(Database):
             rest = [sid for sid in existing & beating if sid not in counts]
             if rest:
                 await conn.execute(update(_S).where(_S.c.id.in_(rest)).values(updated_at=now))
+            for status in sorted(set((ends or {}).values())):
+                ending = [sid for sid, final in (ends or {}).items() if final == status]
+                await conn.execute(
+                    update(_S).where(_S.c.id.in_(ending), _S.c.status == "active").values(status=status, updated_at=now)
+                )
             return {row.id for row in rows if row.stop_requested} | (touched - existing)
 
     @uncancellable

@@ -9,13 +9,15 @@ chatkeep's routes only, so mounting the routers changes nothing for the host app
 * ``application/json``, ``*/*+json``, ``text/plain`` or no content type are parsed as JSON; any other
   content type with a body is a 415;
 * with chatkeep's own authentication, a request without valid credentials is a 401 before its body is read;
-* JSON is parsed by pydantic-core: no ``NaN``/``Infinity``, no lone surrogates, nesting bounded (a clear
-  400 rather than a crash); a string with a NUL character is a 422, since no database can store it.
+* JSON is parsed by pydantic-core: no ``NaN``/``Infinity`` (nor a number beyond a double, like ``1e400``), no
+  lone surrogates, nesting bounded (a clear 400 rather than a crash); a string with a NUL character is a 422,
+  since no database can store it.
 """
 
 from __future__ import annotations
 
 import email.message
+import math
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -24,6 +26,7 @@ from fastapi.routing import APIRoute
 from pydantic_core import from_json
 
 from chatkeep.api.auth import get_current_user
+from chatkeep.api.schemas import ErrorBody
 from chatkeep.errors import InvalidInput
 from chatkeep.protocol.messages import find_forbidden_characters
 
@@ -54,6 +57,22 @@ def _is_json_like(content_type: str) -> bool:
     return (main == "application" and (sub == "json" or sub.endswith("+json"))) or (main, sub) == ("text", "plain")
 
 
+def _has_non_finite_number(value: Any) -> bool:
+    """Whether the parsed JSON holds a number too large for a double: the parser makes it ``inf``, which no JSON
+    can represent, so it would be stored as ``null``."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
 class _ChatkeepRequest(Request):
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
 
@@ -79,6 +98,8 @@ class _ChatkeepRequest(Request):
                 value = from_json(raw, allow_inf_nan=False)
             except ValueError as exc:
                 raise InvalidJSON(str(exc)) from None
+            if _has_non_finite_number(value):
+                raise InvalidJSON("a number is out of range (beyond a double, such as 1e400)")
             issues = find_forbidden_characters(value, ("body",))
             if issues:
                 raise InvalidInput(issues)
@@ -86,8 +107,27 @@ class _ChatkeepRequest(Request):
         return self._json
 
 
+#: What :class:`ChatkeepRoute` answers before the endpoint runs, documented on every route it may happen on.
+_BODY_ERRORS: dict[int | str, str] = {
+    400: "The body is not valid JSON.",
+    413: "The body, or a message in it, is larger than a limit.",
+    415: "The body is not JSON (application/json, text/plain or no content type).",
+}
+_RATE_LIMITED = "Too many requests (or replies generating) for this user: retry after Retry-After seconds."
+
+
 class ChatkeepRoute(APIRoute):
     """The route class of every chatkeep router (see the module docstring)."""
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        # Documented in the OpenAPI schema: the JSON error bodies this class gives to any request with a body,
+        # and the per-user limits every route counts against.
+        responses: dict[int | str, dict[str, Any]] = dict(kwargs.pop("responses", None) or {})
+        documented = dict(_BODY_ERRORS) if {"POST", "PUT", "PATCH"} & set(kwargs.get("methods") or ()) else {}
+        documented[429] = _RATE_LIMITED
+        for status, description in documented.items():
+            responses.setdefault(status, {"model": ErrorBody, "description": description})
+        super().__init__(path, endpoint, responses=responses, **kwargs)
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()

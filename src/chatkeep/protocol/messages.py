@@ -130,6 +130,8 @@ class _UIModel(BaseModel):
 
 
 NonNegativeInt: TypeAlias = Annotated[int, Field(ge=0)]
+#: The longest part ``type`` (``tool-<name>``, ``data-<name>``): it is stored in a column of this many characters.
+MAX_PART_TYPE_LENGTH = 255
 
 
 class Citation(_UIModel):
@@ -191,7 +193,7 @@ class StepStartUIPart(_UIModel):
 class DataUIPart(_UIModel):
     """``data-<name>``: ``data`` is required (it may be ``null``)."""
 
-    type: Annotated[str, Field(pattern=r"^data-.+")]
+    type: Annotated[str, Field(pattern=r"^data-.+", max_length=MAX_PART_TYPE_LENGTH)]
     id: OptStr = None
     data: JsonValue
 
@@ -231,7 +233,7 @@ class _ToolPart(_UIModel):
 class ToolUIPart(_ToolPart):
     """A static tool: ``tool-<name>``; the name is everything after the first dash."""
 
-    type: Annotated[str, Field(pattern=r"^tool-.+")]
+    type: Annotated[str, Field(pattern=r"^tool-.+", max_length=MAX_PART_TYPE_LENGTH)]
 
     @property
     def tool_name(self) -> str:

@@ -15,7 +15,7 @@ import contextlib
 import enum
 import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any, Final, ParamSpec, TypeVar
 
@@ -34,7 +34,7 @@ _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
 
-def uncancellable(method: Callable[_P, Coroutine[Any, Any, _R]]) -> Callable[_P, Awaitable[_R]]:
+def uncancellable(method: Callable[_P, Coroutine[Any, Any, _R]]) -> Callable[_P, Coroutine[Any, Any, _R]]:
     """Run a write to its end (COMMIT or ROLLBACK) before a cancellation of its caller takes effect.
 
     A write cancelled halfway leaves its connection in a state the pool cannot clean up: on SQLite the connection

@@ -13,6 +13,7 @@ from chatkeep.api.body import ChatkeepRoute
 from chatkeep.api.deps import ChatDep, SettingsDep, StoreDep, ThreadIdPath
 from chatkeep.api.limits import check_message_size
 from chatkeep.api.responses import json_response
+from chatkeep.api.routes._ids import check_new_id
 from chatkeep.api.schemas import ErrorBody, Id
 from chatkeep.errors import InvalidInput, PayloadTooLarge, ValidationIssue
 from chatkeep.protocol.messages import parse_ui_message
@@ -46,7 +47,10 @@ class ChatRequest(BaseModel):
     "",
     summary="Send a message and stream the reply (AI SDK UI message stream)",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {}}, "description": "The UI message stream (SSE)."}},
+    responses={
+        200: {"content": {"text/event-stream": {}}, "description": "The UI message stream (SSE)."},
+        409: {"model": ErrorBody, "description": "The messages contradict what is stored."},
+    },
 )
 async def chat(body: ChatRequest, service: ChatDep, settings: SettingsDep, user: CurrentUser) -> StreamingResponse:
     """Stores the user message, then streams the assistant's reply as it is generated and stores it too.
@@ -63,9 +67,16 @@ async def chat(body: ChatRequest, service: ChatDep, settings: SettingsDep, user:
     ]
     if body.message is not None:
         sent.append((("body", "message"), body.message))
+    check_new_id(body.id, ("body", "id"))
+    seen: set[str] = set()
     for loc, item in sent:
         check_message_size(item, settings, loc)
         parse_ui_message(item, loc=loc)
+        check_new_id(item["id"], (*loc, "id"))
+        if item["id"] in seen:
+            issue = ValidationIssue((*loc, "id"), "another message of the request has this id", "duplicate_id")
+            raise InvalidInput([issue])
+        seen.add(item["id"])
     turn = await service.start(user, body.id, messages=body.messages, message=body.message, trigger=body.trigger)
     return StreamingResponse(turn.sse(), headers=dict(UI_MESSAGE_STREAM_HEADERS))
 

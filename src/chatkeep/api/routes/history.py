@@ -12,6 +12,7 @@ from chatkeep.api.body import ChatkeepRoute
 from chatkeep.api.deps import After, FormatQuery, MessageIdPath, SettingsDep, StoreDep, ThreadIdPath
 from chatkeep.api.limits import check_message_size
 from chatkeep.api.responses import json_response
+from chatkeep.api.routes._ids import check_new_id
 from chatkeep.api.schemas import ErrorBody, MessageIn, MessageOut, MessagePut, message_out
 from chatkeep.errors import InvalidInput, ValidationIssue
 from chatkeep.settings import Settings
@@ -52,6 +53,7 @@ async def append_message(
 
     If the thread does not exist yet for the caller (assistant-ui's first-message race), it is created.
     """
+    check_new_id(body.id, ("body", "id"))
     check_message_size(body.content, settings, ("body", "content"))
     await store.upsert_message(
         user, thread_id, message_id=body.id, parent_id=body.parent_id, content=body.content, format=body.format,

@@ -109,7 +109,7 @@ async def generate_title(
     the first user message). It is stored before the response is sent; a thread that already has a title keeps
     it unless ``{"force": true}``. Returns ``{title}``."""
     request = body or TitleRequest()
-    fallback = [_as_ui_message(m) for m in request.messages or ()]
+    fallback = [_as_ui_message(m) for m in request.messages or () if m.get("role") in ("user", "assistant")]
     title = await titles.generate_title(
         chat.store, chat.model, user, thread_id, force=request.force, fallback_messages=fallback
     )
@@ -117,6 +117,15 @@ async def generate_title(
 
 
 def _as_ui_message(message: dict[str, Any]) -> dict[str, Any]:
-    """assistant-ui sends its ``ThreadMessage`` s (``content`` instead of ``parts``); both shapes work."""
+    """assistant-ui sends its ``ThreadMessage`` s (``content`` instead of ``parts``); both shapes work.
+
+    Only what a title needs is kept, whatever else the client sent: the text parts (the caller keeps only user
+    and assistant messages, so no ``system`` message from the client reaches the model)."""
+    role = message.get("role")
     parts = message.get("parts", message.get("content"))
-    return {"role": message.get("role"), "parts": parts if isinstance(parts, list) else []}
+    texts = [
+        {"type": "text", "text": part["text"]}
+        for part in (parts if isinstance(parts, list) else ())
+        if isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str)
+    ]
+    return {"role": role, "parts": texts}

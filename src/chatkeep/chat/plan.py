@@ -12,8 +12,9 @@ message (``message``, when the app sends only the last one). Its last message de
 * a **stored assistant message**: a continuation after client-side tool results (or approvals). Only its tool
   parts may change, from waiting for a result to having one; the reply continues the same message.
 
-Clients may not forge history: an assistant or system message that is not stored is refused, and the model
-always sees the stored content of stored messages, not what the client sent.
+Clients may not forge history: an assistant or system message that is not stored is refused, so is a stored
+message sent with another role, and the model always sees the stored content of stored messages, not what the
+client sent.
 """
 
 from __future__ import annotations
@@ -60,6 +61,18 @@ def _forged(index: int, role: str) -> InvalidInput:
     )
 
 
+def _role_changed(index: int, stored_role: Any, role: str) -> InvalidInput:
+    return InvalidInput(
+        [
+            ValidationIssue(
+                ("body", "messages", index, "role"),
+                f"this message is stored as a {stored_role} message; it cannot be sent as a {role} message",
+                "forged_history",
+            )
+        ]
+    )
+
+
 def _without_id(message: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in message.items() if k != "id"}
 
@@ -94,6 +107,8 @@ def plan_turn(
         for index, item in enumerate(client[:-1]):
             known = stored.get(item["id"])
             if known is not None:
+                if known.content.get("role") != item["role"]:
+                    raise _role_changed(index, known.content.get("role"), item["role"])
                 prefix.append(known.ui_message())
             elif item["role"] == "user":
                 prefix.append(dict(item))
@@ -102,6 +117,8 @@ def plan_turn(
 
     last = client[-1]
     known_last = stored.get(last["id"])
+    if known_last is not None and known_last.content.get("role") != last["role"]:
+        raise _role_changed(last_index, known_last.content.get("role"), last["role"])
     new_users: list[tuple[dict[str, Any], str | None]] = []
     parent: str | None = None
     for item in prefix:

@@ -76,7 +76,17 @@ async def wrap_db_errors() -> AsyncIterator[None]:
     except Exception as exc:
         if is_unavailable(exc):
             raise DatabaseUnavailable("The database is unavailable; try again shortly.") from exc
+        if _sqlstate(exc).startswith("22"):
+            # class 22, data exception (a value too long, out of range, badly encoded): asyncpg's errors reach
+            # here as a plain DBAPIError, not a DataError. The API checks values first; this is the backstop.
+            raise InvalidInput([ValidationIssue((), "the database refused a value in the request")]) from exc
         raise
+
+
+def _sqlstate(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None)
+    sqlstate = getattr(orig, "sqlstate", None) or getattr(exc, "sqlstate", None)
+    return sqlstate if isinstance(sqlstate, str) else ""
 
 
 def _missing_table(exc: sa_exc.DBAPIError) -> bool:

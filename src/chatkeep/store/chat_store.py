@@ -612,8 +612,8 @@ class ChatStore(Database):
             query = query.where(condition)
         if limit is not None:
             query = query.limit(limit)
-        rows = (await conn.execute(query)).all()
-        typed_ids = [row.id for row in rows if row.content is None]
+        rows = await self._fetch_mappings(conn, query)
+        typed_ids = [row["id"] for row in rows if row["content"] is None]
         parts: dict[str, list[Any]] = defaultdict(list)
         if typed_ids:
             part_query = select(*_PART_SELECT).where(_P.c.thread_id == thread_id)
@@ -627,25 +627,26 @@ class ChatStore(Database):
                 part_query = part_query.where(_P.c.message_id.in_(typed_ids))
             # else: every part of the thread; the few of messages the condition left out are passed over below
             part_query = part_query.order_by(_P.c.message_id, _P.c.part_order)
-            for part in (await conn.execute(part_query)).mappings():
+            for part in await self._fetch_mappings(conn, part_query):
                 parts[part["message_id"]].append(part)
         out = []
         for row in rows:
-            if row.content is not None:
-                content = row.content
-            else:
-                content = message_columns_to_content(row.role, row.metadata, row.extra, parts.get(row.id, ()))
+            content = row["content"]
+            if content is None:
+                content = message_columns_to_content(
+                    row["role"], row["metadata"], row["extra"], parts.get(row["id"], ())
+                )
             out.append(
                 StoredMessage(
-                    id=row.id,
-                    thread_id=row.thread_id,
-                    parent_id=row.parent_id,
-                    format=row.format,
+                    id=row["id"],
+                    thread_id=row["thread_id"],
+                    parent_id=row["parent_id"],
+                    format=row["format"],
                     content=content,
-                    seq=row.seq,
-                    created_at=row.created_at,
-                    updated_at=row.updated_at,
-                    status=row.status,
+                    seq=row["seq"],
+                    created_at=row["created_at"],
+                    updated_at=row["updated_at"],
+                    status=row["status"],
                 )
             )
         return out

@@ -91,7 +91,7 @@ class Settings(BaseSettings):
         default=8 * 1024 * 1024, ge=1, description="Size of one file part sent inline as a data: URL."
     )
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, description="Largest request body accepted.")
-    db_pool_size: int = Field(default=10, ge=1, description="Connections kept open to PostgreSQL.")
+    db_pool_size: int = Field(default=20, ge=1, description="Connections kept open to PostgreSQL.")
     migrate_on_start: bool = Field(default=True, description="Bring the schema up to date when the service starts.")
 
     @field_validator("api_keys", "cors_origins", mode="before")

@@ -142,7 +142,7 @@ class ChatStore(Database):
     """Threads and messages of many users in one database. Safe to share across tasks."""
 
     @classmethod
-    def from_url(cls, url: str, *, pool_size: int = 10) -> ChatStore:
+    def from_url(cls, url: str, *, pool_size: int = 20) -> ChatStore:
         """A store on its own engine (``postgres://…``, ``postgresql://…``, ``sqlite:///path``)."""
         return cls(make_engine(url, pool_size=pool_size))
 

@@ -56,7 +56,7 @@ from chatkeep.providers.base import (
     ToolResult,
     ToolResultContent,
 )
-from chatkeep.store import ChatStore, MessageTree
+from chatkeep.store import ChatStore, MessageTree, MessageWrite
 from chatkeep.store.streams import StreamLog
 from chatkeep.tools import Tool, ToolError, ToolRegistry
 
@@ -184,24 +184,20 @@ class ChatService:
             )
         # Only now that the request is known to be acceptable is anything written. (Another user's thread id
         # raises ThreadNotFound here, as if it did not exist.)
-        await self.store.create_thread(user_id, thread_id=thread_id)
-        for index, (new_message, parent) in enumerate(plan.new_user_messages):
-            content = {k: v for k, v in new_message.items() if k != "id"}
-            is_edit = plan.kind == "edit" and index == len(plan.new_user_messages) - 1
-            if is_edit:
-                await self.store.edit_message(user_id, thread_id, message_id=new_message["id"], content=content)
-            else:
-                await self.store.upsert_message(
-                    user_id, thread_id, message_id=new_message["id"], parent_id=parent, content=content
-                )
+        # All of it in one transaction: a failure halfway leaves nothing behind.
+        writes = [
+            MessageWrite(
+                new_message["id"],
+                parent,
+                {k: v for k, v in new_message.items() if k != "id"},
+                edit=plan.kind == "edit" and index == len(plan.new_user_messages) - 1,
+            )  # fmt: skip
+            for index, (new_message, parent) in enumerate(plan.new_user_messages)
+        ]
         if plan.continued is not None:
-            await self.store.upsert_message(
-                user_id,
-                thread_id,
-                message_id=plan.continued["id"],
-                parent_id=plan.reply_parent,
-                content={k: v for k, v in plan.continued.items() if k != "id"},
-            )
+            content = {k: v for k, v in plan.continued.items() if k != "id"}
+            writes.append(MessageWrite(plan.continued["id"], plan.reply_parent, content))
+        await self.store.write_messages(user_id, thread_id, writes)
         message_id = plan.continued["id"] if plan.continued is not None else generate_id("msg")
         live = await self.hub.open(thread_id=thread_id, message_id=message_id)
         task = asyncio.create_task(self._run(user_id, thread_id, message_id, plan, live))

@@ -4,7 +4,7 @@ Imports nothing from the web layer. Only this package talks to SQLAlchemy.
 """
 
 from chatkeep.store._db import SYSTEM, Caller, set_caller
-from chatkeep.store.chat_store import DEFAULT_FORMAT, UNSET, ChatStore
+from chatkeep.store.chat_store import DEFAULT_FORMAT, UNSET, ChatStore, MessageWrite
 from chatkeep.store.engine import make_engine, normalize_database_url
 from chatkeep.store.records import MessageTree, Page, StoredMessage, Thread, ThreadStatus
 
@@ -15,6 +15,7 @@ __all__ = [
     "Caller",
     "ChatStore",
     "MessageTree",
+    "MessageWrite",
     "Page",
     "StoredMessage",
     "Thread",

@@ -18,7 +18,7 @@ import base64
 import binascii
 import json
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, cast
@@ -43,7 +43,7 @@ from chatkeep.store.mapping import PART_COLUMNS, content_to_message_columns, mes
 from chatkeep.store.models import MessageRow, PartRow, ThreadRow
 from chatkeep.store.records import MessageTree, Page, StoredMessage, Thread, ThreadStatus
 
-__all__ = ["DEFAULT_FORMAT", "UNSET", "ChatStore"]
+__all__ = ["DEFAULT_FORMAT", "UNSET", "ChatStore", "MessageWrite"]
 
 #: The format of messages chatkeep writes itself (assistant-ui's name for the ai 6/7 UIMessage shape).
 DEFAULT_FORMAT: Final = "ai-sdk/v6"
@@ -70,6 +70,17 @@ _MESSAGE_COLUMNS = (
     _M.c.seq, _M.c.status, _M.c.created_at, _M.c.updated_at,
 )  # fmt: skip
 _PART_SELECT = tuple(_P.c[name] for name in ("message_id", *PART_COLUMNS))
+
+
+@dataclass(frozen=True, slots=True)
+class MessageWrite:
+    """One message for :meth:`ChatStore.write_messages`: ``content`` is the UIMessage without ``id``."""
+
+    message_id: str
+    parent_id: str | None
+    content: Mapping[str, Any]
+    #: store it as a new version of the stored message with this id (see :meth:`ChatStore.edit_message`)
+    edit: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -373,17 +384,50 @@ class ChatStore(Database):
         """
         columns, part_rows, data = _prepare_content(content, format)
         async with self._write(user_id) as conn:
-            parent_id = await self._lock_and_find_parent(conn, user_id, thread_id, message_id)
-            old_id = f"{message_id[:200]}~{generate_id(size=10)}"
-            # ON UPDATE CASCADE carries the children's parent_id and the parts along.
-            await conn.execute(update(_M).where(_M.c.thread_id == thread_id, _M.c.id == message_id).values(id=old_id))
-            await conn.execute(
-                update(_T).where(_T.c.id == thread_id, _T.c.head_id == message_id).values(head_id=old_id)
-            )
-            stored = await self._upsert(
-                conn, user_id, thread_id, message_id, parent_id, format, data, columns, part_rows, False, None
-            )
+            return await self._edit(conn, user_id, thread_id, message_id, format, data, columns, part_rows)
+
+    async def _edit(
+        self,
+        conn: AsyncConnection,
+        user_id: str,
+        thread_id: str,
+        message_id: str,
+        format: str,
+        data: Any,
+        columns: dict[str, Any],
+        part_rows: list[dict[str, Any]],
+    ) -> tuple[StoredMessage, str]:
+        parent_id = await self._lock_and_find_parent(conn, user_id, thread_id, message_id)
+        old_id = f"{message_id[:200]}~{generate_id(size=10)}"
+        # ON UPDATE CASCADE carries the children's parent_id and the parts along.
+        await conn.execute(update(_M).where(_M.c.thread_id == thread_id, _M.c.id == message_id).values(id=old_id))
+        await conn.execute(update(_T).where(_T.c.id == thread_id, _T.c.head_id == message_id).values(head_id=old_id))
+        stored = await self._upsert(
+            conn, user_id, thread_id, message_id, parent_id, format, data, columns, part_rows, False, None
+        )
         return stored, old_id
+
+    @uncancellable
+    async def write_messages(self, user_id: str, thread_id: str, writes: Sequence[MessageWrite]) -> None:
+        """Apply ``writes`` in order, in one transaction, creating the thread for the user if they have none
+        with this id (:class:`ThreadNotFound` if another user has it): what a chat turn stores before its model
+        runs, all of it or, on any error, nothing. Each write is :meth:`upsert_message`, or with ``edit``
+        :meth:`edit_message`, of an AI SDK message."""
+        prepared = [(write, *_prepare_content(write.content, DEFAULT_FORMAT)) for write in writes]
+        _check_text([w.message_id for w in writes] + [w.parent_id for w in writes], ())
+        async with self._write(user_id) as conn:
+            if not prepared:
+                await self._create_thread(conn, user_id, thread_id=thread_id)
+            for index, (write, columns, part_rows, data) in enumerate(prepared):
+                if write.edit:
+                    await self._edit(
+                        conn, user_id, thread_id, write.message_id, DEFAULT_FORMAT, data, columns, part_rows
+                    )
+                else:
+                    await self._upsert(
+                        conn, user_id, thread_id, write.message_id, write.parent_id, DEFAULT_FORMAT, data, columns,
+                        part_rows, index == 0, None,
+                    )  # fmt: skip
 
     async def _upsert(
         self,

@@ -166,8 +166,9 @@ async def test_kill_9_loses_at_most_the_last_second(server_database_url: str) ->
             assert text["state"] == "done"
             kept = len(text["text"].split())
             assert text["text"] == numbers(kept)
-            # All but about the last second (a checkpoint per second, 15 ms per number ≈ 67 numbers).
-            assert received - 100 <= kept <= 400, (received, kept)
+            # Rebuilt from the chunk log: all but the last flush (200 ms, 15 ms per number ≈ 14 numbers), give or
+            # take what the client had not read yet when the server died.
+            assert received - 30 <= kept <= 400, (received, kept)
             assert (await client.get(f"{restarted.url}/api/chat/t1/stream")).status_code == 204
             # The thread keeps working.
             again = {"id": "t1", "messages": [user("count to 3", "u2")]}

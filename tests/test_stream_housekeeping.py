@@ -155,3 +155,60 @@ def test_which_producers_are_known_to_be_dead() -> None:
     assert not owner_is_dead(f"{host}:1:x", me=me)  # a live process on this host
     assert not owner_is_dead("another-host:123:x", me=me)  # other hosts: their heartbeat decides
     assert not owner_is_dead("garbage", me=me)
+
+
+def _chunks(stream_id: str, *chunks: str) -> list[tuple[str, int, str]]:
+    return [(stream_id, seq, chunk) for seq, chunk in enumerate(chunks)]
+
+
+_TEXT_SO_FAR = (
+    '{"type":"start","messageId":"r1"}',
+    '{"type":"start-step"}',
+    '{"type":"text-start","id":"t"}',
+    '{"type":"text-delta","id":"t","delta":"half a "}',
+    '{"type":"text-delta","id":"t","delta":"reply"}',
+)
+
+
+async def test_a_dead_producers_reply_is_rebuilt_from_its_chunks(store: ChatStore) -> None:
+    """The chunk log is the checkpoint: the reply goes where the stream says, with every part closed."""
+    log = StreamLog(store.engine)
+    thread, _ = await store.create_thread("u1")
+    prompt = {"role": "user", "parts": [{"type": "text", "text": "hi"}]}
+    await store.upsert_message("u1", thread.id, message_id="q1", parent_id=None, content=prompt)
+    await log.create(stream_id="s1", thread_id=thread.id, message_id="r1", owner="gone:1:x", parent_id="q1")
+    await log.append(_chunks("s1", *_TEXT_SO_FAR))
+    assert [o.id for o in await log.interrupt_orphans(lambda owner: True)] == ["s1"]
+    reply = await store.get_message("u1", thread.id, "r1")
+    assert (reply.parent_id, reply.status) == ("q1", "interrupted")
+    assert reply.content == {
+        "role": "assistant",
+        "parts": [{"type": "step-start"}, {"type": "text", "text": "half a reply", "state": "done"}],
+    }
+    assert (await store.get_thread("u1", thread.id)).head_id == "r1"
+
+
+async def test_a_continued_reply_is_rebuilt_onto_the_stored_message(store: ChatStore) -> None:
+    log = StreamLog(store.engine)
+    thread, _ = await store.create_thread("u1")
+    earlier = {"role": "assistant", "parts": [{"type": "text", "text": "before", "state": "done"}]}
+    await store.upsert_message("u1", thread.id, message_id="r1", parent_id=None, content=earlier)
+    await log.create(stream_id="s1", thread_id=thread.id, message_id="r1", owner="gone:1:x", parent_id=None)
+    await log.append(_chunks("s1", *_TEXT_SO_FAR))
+    await log.interrupt_orphans(lambda owner: True)
+    reply = await store.get_message("u1", thread.id, "r1")
+    assert reply.status == "interrupted"
+    assert [p.get("text") for p in reply.content["parts"]] == ["before", None, "half a reply"]
+
+
+async def test_a_reply_stored_in_full_before_its_producer_died_is_left_alone(store: ChatStore) -> None:
+    log = StreamLog(store.engine)
+    thread, _ = await store.create_thread("u1")
+    await log.create(stream_id="s1", thread_id=thread.id, message_id="r1", owner="gone:1:x", parent_id=None)
+    await log.append(_chunks("s1", *_TEXT_SO_FAR))
+    full = {"role": "assistant", "parts": [{"type": "text", "text": "the whole reply", "state": "done"}]}
+    await store.upsert_message("u1", thread.id, message_id="r1", parent_id=None, content=full)
+    await log.interrupt_orphans(lambda owner: True)
+    reply = await store.get_message("u1", thread.id, "r1")
+    assert (reply.status, reply.content) == (None, full)
+    assert (await log.get("s1")) is not None

@@ -11,10 +11,13 @@ Guarantees:
 * A failing model or tool never breaks the stream: a tool failure is an ``output-error`` part the model sees; a
   model failure ends the stream with an ``error`` chunk after closing open parts, and what was produced so far
   is stored.
-* A database outage does not break a turn that has started: the model goes on, checkpoints that fail are
-  skipped, and the final store is retried for up to ``store_retry_for`` seconds. A reply is therefore stored
-  either in full with its final status, or, if the database stays away longer (or the process dies), as last
-  checkpointed and marked ``interrupted`` by the stream sweep: never ``streaming`` with no stream behind it.
+* **The stream's chunk log is the checkpoint.** Every chunk is in the database within ``StreamHub``'s flush
+  interval (200 ms, one transaction for all the process's streams); if the process dies, the stream sweep (of
+  any process) rebuilds the reply from its chunks and stores it ``interrupted``.
+* A database outage does not break a turn that has started: the model goes on, and the final store is retried
+  for up to ``store_retry_for`` seconds. A reply is therefore stored either in full with its final status, or,
+  if the database stays away longer (or the process dies), rebuilt from its logged chunks and marked
+  ``interrupted`` by the stream sweep.
 """
 
 from __future__ import annotations
@@ -85,7 +88,9 @@ class ChatService:
     does: tool inputs against the registered tools' schemas, and, when given, ``metadata`` against
     ``metadata_schema`` and every ``data-<name>`` part against ``data_schemas[name]``.
 
-    ``checkpoint_interval`` is how often (seconds) the partial reply is saved while it streams;
+    ``checkpoint_interval``, when set, also saves the partial reply itself (marked ``streaming``) that often
+    (seconds); by default only the chunk log keeps it, which costs far less (one write per flush for all streams
+    instead of rewriting every reply);
     ``store_retry_for`` how long the final store of a reply is retried while the database is unavailable (the
     reply's stream waits for it before its ``[DONE]``).
     """
@@ -102,7 +107,7 @@ class ChatService:
         metadata_schema: type[BaseModel] | None = None,
         data_schemas: Mapping[str, type[BaseModel]] | None = None,
         hub: StreamHub | None = None,
-        checkpoint_interval: float = 1.0,
+        checkpoint_interval: float | None = None,
         model_timeout: float = 300.0,
         max_concurrent_streams: int = 0,
         store_retry_for: float = 30.0,
@@ -199,7 +204,7 @@ class ChatService:
             writes.append(MessageWrite(plan.continued["id"], plan.reply_parent, content))
         await self.store.write_messages(user_id, thread_id, writes)
         message_id = plan.continued["id"] if plan.continued is not None else generate_id("msg")
-        live = await self.hub.open(thread_id=thread_id, message_id=message_id)
+        live = await self.hub.open(thread_id=thread_id, message_id=message_id, parent_id=plan.reply_parent)
         task = asyncio.create_task(self._run(user_id, thread_id, message_id, plan, live))
         live.task = task
         self._tasks.add(task)
@@ -246,7 +251,11 @@ class ChatService:
             changed.set()
 
         ending = asyncio.Event()
-        checkpoints = asyncio.create_task(self._checkpoints(user_id, thread_id, plan, assembler, changed, ending))
+        checkpoints = asyncio.create_task(
+            self._checkpoints(user_id, thread_id, plan, assembler, changed, ending)
+            if self.checkpoint_interval
+            else _until(ending)
+        )
         status: str | None = None
         try:
             emit({"type": "start", "messageId": message_id})
@@ -578,6 +587,10 @@ class ChatService:
         except Exception as exc:  # a tool's own bug: reported to the model, logged for the operator
             log.exception("tool %s failed", call.tool_name)
             return None, f"Tool {call.tool_name} failed: {type(exc).__name__}"
+
+
+async def _until(event: asyncio.Event) -> None:
+    await event.wait()
 
 
 async def _with_idle_timeout(events: AsyncIterator[ModelEvent], seconds: float) -> AsyncIterator[ModelEvent]:

@@ -257,9 +257,12 @@ class StreamHub:
 
     # -- producing -------------------------------------------------------------------------------------------
 
-    async def open(self, *, thread_id: str, message_id: str) -> LiveStream:
+    async def open(self, *, thread_id: str, message_id: str, parent_id: str | None = None) -> LiveStream:
+        """A new live stream of the reply ``message_id`` (under ``parent_id`` in the thread's tree)."""
         stream = LiveStream(generate_id("stream"), thread_id, message_id)
-        await self.log.create(stream_id=stream.id, thread_id=thread_id, message_id=message_id, owner=self.owner)
+        await self.log.create(
+            stream_id=stream.id, thread_id=thread_id, message_id=message_id, owner=self.owner, parent_id=parent_id
+        )
         self.live[stream.id] = stream
         self._counts[stream.id] = 0
         self._ensure_flusher()

@@ -386,6 +386,22 @@ class ChatStore(Database):
         async with self._write(user_id) as conn:
             return await self._edit(conn, user_id, thread_id, message_id, format, data, columns, part_rows)
 
+    async def _store_rebuilt(
+        self,
+        conn: AsyncConnection,
+        user_id: str,
+        thread_id: str,
+        message_id: str,
+        parent_id: str | None,
+        content: Mapping[str, Any],
+    ) -> None:
+        """Store a reply rebuilt from its stream's chunks after its producer died (``interrupted``)."""
+        columns, part_rows, data = _prepare_content(content, DEFAULT_FORMAT)
+        await self._upsert(
+            conn, user_id, thread_id, message_id, parent_id, DEFAULT_FORMAT, data, columns, part_rows, False,
+            "interrupted",
+        )  # fmt: skip
+
     async def _edit(
         self,
         conn: AsyncConnection,

@@ -302,6 +302,8 @@ class StreamRow(Base):
     id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
     thread_id: Mapped[str] = mapped_column(String(ID_LENGTH), ForeignKey("threads.id", ondelete="CASCADE"))
     message_id: Mapped[str] = mapped_column(String(ID_LENGTH))
+    #: the parent of the reply: where a reply rebuilt from the chunks after a crash goes in the tree
+    parent_id: Mapped[str | None] = mapped_column(String(ID_LENGTH))
     status: Mapped[str] = mapped_column(String(16))
     owner: Mapped[str] = mapped_column(String(ID_LENGTH))
     stop_requested: Mapped[bool] = mapped_column(Boolean, server_default="0")

@@ -12,14 +12,19 @@ reply survives its producer's crash up to the last flush. Guarantees:
 
 from __future__ import annotations
 
+import contextlib
+import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, delete, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from chatkeep.protocol.stream import MessageAssembler
 from chatkeep.store._db import SYSTEM, Database, uncancellable
+from chatkeep.store.chat_store import ChatStore
 from chatkeep.store.models import MessageRow, PartRow, StreamChunkRow, StreamRow, ThreadRow
 
 __all__ = ["StreamInfo", "StreamLog"]
@@ -62,8 +67,11 @@ def _info(row: Any) -> StreamInfo:
 
 class StreamLog(Database):
     @uncancellable
-    async def create(self, *, stream_id: str, thread_id: str, message_id: str, owner: str) -> None:
-        """Register an active stream (the thread must exist; the caller has checked it is the user's)."""
+    async def create(
+        self, *, stream_id: str, thread_id: str, message_id: str, owner: str, parent_id: str | None = None
+    ) -> None:
+        """Register an active stream of the reply ``message_id`` under ``parent_id`` (the thread must exist; the
+        caller has checked it is the user's)."""
         now = _now()
         async with self._write(SYSTEM) as conn:
             await conn.execute(
@@ -71,6 +79,7 @@ class StreamLog(Database):
                     id=stream_id,
                     thread_id=thread_id,
                     message_id=message_id,
+                    parent_id=parent_id,
                     status="active",
                     owner=owner,
                     stop_requested=False,
@@ -177,33 +186,66 @@ class StreamLog(Database):
         self, is_dead: Callable[[str], bool], *, stale_before: datetime | None = None
     ) -> list[StreamInfo]:
         """Mark ``interrupted`` the active streams whose producer is gone: ``is_dead(owner)``, or (when
-        ``stale_before`` is given) no heartbeat since then. Their checkpointed replies become ``interrupted``
-        messages with every part closed, so the thread reads as a normal, if cut short, conversation."""
+        ``stale_before`` is given) no heartbeat since then. Each one's reply is rebuilt from its stored chunks
+        (replayed as the client's reducer does, onto the stored message for a continuation), every part left
+        open is closed, and it is stored as an ``interrupted`` message, so the thread reads as a normal, if cut
+        short, conversation. A reply that is already stored in full (its producer died after storing it) is
+        left as it is."""
         async with self._write(SYSTEM) as conn:
-            rows = (await conn.execute(select(*_INFO_COLUMNS).where(_S.c.status == "active"))).all()
+            rows = (await conn.execute(select(*_INFO_COLUMNS, _S.c.parent_id).where(_S.c.status == "active"))).all()
             orphans = [
-                _info(r) for r in rows if is_dead(r.owner) or (stale_before is not None and r.updated_at < stale_before)
+                (_info(r), r.parent_id)
+                for r in rows
+                if is_dead(r.owner) or (stale_before is not None and r.updated_at < stale_before)
             ]
             if not orphans:
                 return []
-            ids = [o.id for o in orphans]
+            ids = [o.id for o, _ in orphans]
             await conn.execute(update(_S).where(_S.c.id.in_(ids)).values(status="interrupted", updated_at=_now()))
-            for orphan in orphans:
-                where = (_P.c.thread_id == orphan.thread_id, _P.c.message_id == orphan.message_id)
-                await conn.execute(update(_P).where(*where, _P.c.text_state == "streaming").values(text_state="done"))
-                await conn.execute(
-                    update(_P).where(*where, _P.c.reasoning_state == "streaming").values(reasoning_state="done")
-                )
-                await conn.execute(
-                    update(_M)
-                    .where(
-                        _M.c.thread_id == orphan.thread_id,
-                        _M.c.id == orphan.message_id,
-                        _M.c.status == "streaming",
-                    )
-                    .values(status="interrupted", updated_at=_now())
-                )
-            return orphans
+            messages = ChatStore(self.engine)
+            for orphan, parent_id in orphans:
+                await self._rebuild(conn, messages, orphan, parent_id)
+            return [o for o, _ in orphans]
+
+    async def _rebuild(
+        self, conn: AsyncConnection, messages: ChatStore, orphan: StreamInfo, parent_id: str | None
+    ) -> None:
+        where = (_M.c.thread_id == orphan.thread_id, _M.c.id == orphan.message_id)
+        stored = (await conn.execute(select(_M.c.status, _M.c.updated_at).where(*where))).first()
+        if stored is not None and stored.status == "streaming":
+            # A checkpoint (``ChatService(checkpoint_interval=…)``): close it as it is.
+            parts = (_P.c.thread_id == orphan.thread_id, _P.c.message_id == orphan.message_id)
+            await conn.execute(update(_P).where(*parts, _P.c.text_state == "streaming").values(text_state="done"))
+            await conn.execute(
+                update(_P).where(*parts, _P.c.reasoning_state == "streaming").values(reasoning_state="done")
+            )
+            await conn.execute(update(_M).where(*where).values(status="interrupted", updated_at=_now()))
+            return
+        started = (await conn.execute(select(_S.c.created_at).where(_S.c.id == orphan.id))).scalar_one()
+        if stored is not None and stored.updated_at >= started:
+            return  # stored in full by its producer, which died before it could end the stream
+        owner = (await conn.execute(select(_T.c.user_id).where(_T.c.id == orphan.thread_id))).scalar()
+        if owner is None:
+            return
+        base = None
+        if stored is not None:  # a continuation: the chunks continue the stored message
+            base = (await messages._load_messages(conn, orphan.thread_id, _M.c.id == orphan.message_id))[0].content
+        assembler = MessageAssembler(orphan.message_id, base=base)
+        for chunk in await self._chunk_texts(conn, orphan.id):
+            with contextlib.suppress(ValueError, KeyError, TypeError):  # passed over, as the client's reducer would
+                assembler.apply(json.loads(chunk))
+        reply = assembler.message
+        for part in reply["parts"]:
+            if part.get("type") in ("text", "reasoning") and part.get("state") == "streaming":
+                part["state"] = "done"
+        if not reply["parts"]:
+            return
+        content = {k: v for k, v in reply.items() if k != "id"}
+        await messages._store_rebuilt(conn, owner, orphan.thread_id, orphan.message_id, parent_id, content)
+
+    async def _chunk_texts(self, conn: AsyncConnection, stream_id: str) -> list[str]:
+        query = select(_C.c.chunk).where(_C.c.stream_id == stream_id).order_by(_C.c.seq)
+        return [str(row.chunk) for row in (await conn.execute(query)).all()]
 
     @uncancellable
     async def trim(self, *, chunks_before: datetime, streams_before: datetime) -> None:

@@ -30,8 +30,10 @@ WRITE = "chatkeep_write"
 #: makes a request fail with :class:`~chatkeep.errors.DatabaseUnavailable` (HTTP 503) instead of hanging. A stopped
 #: server refuses at once; this bounds the case of a host that drops packets. ``?timeout=`` in the URL overrides it.
 CONNECT_TIMEOUT_S = 5.0
-#: Seconds a transaction may wait for a free pooled connection before it fails with ``DatabaseUnavailable``.
-POOL_TIMEOUT_S = 10.0
+#: Seconds a transaction may wait for a free pooled connection before it fails with ``DatabaseUnavailable``. Long
+#: enough to ride out a burst (a thousand chats started at once queue for the pool instead of failing); a database
+#: that is down fails fast anyway, at connect.
+POOL_TIMEOUT_S = 30.0
 
 # libpq query parameters that asyncpg does not take as keyword arguments, and what to do with them.
 _PG_DROP_PARAMS = frozenset({"channel_binding", "target_session_attrs", "application_name_suffix"})

@@ -354,7 +354,8 @@ class ChatService:
         While the database is unavailable, it tries again after 0.1 s, doubling up to 2 s, for up to
         ``store_retry_for`` seconds (an upsert of the whole reply in one transaction: repeating it is harmless,
         even after a COMMIT whose answer was lost). False when the database stayed away that long, or the store
-        refused the reply for another reason (logged): the stored reply is then its last checkpoint.
+        refused the reply for another reason (logged): the stream sweep then rebuilds the reply from its logged
+        chunks (or closes its last checkpoint, with ``checkpoint_interval``) and marks it ``interrupted``.
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.store_retry_for
@@ -367,7 +368,7 @@ class ChatService:
                 left = deadline - loop.time()
                 if left <= 0:
                     log.error(
-                        "could not store the reply %s in thread %s within %g s (%s): it keeps its last checkpoint",
+                        "could not store the reply %s in thread %s within %g s (%s): the sweep rebuilds it later",
                         assembler.message["id"], thread_id, self.store_retry_for, exc,
                     )  # fmt: skip
                     return False

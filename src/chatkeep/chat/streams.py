@@ -251,7 +251,7 @@ class StreamHub:
             await self.flush()
         except DatabaseUnavailable as exc:
             # What is lost is the log's tail: the next process marks these streams interrupted (their replies
-            # are stored, or kept at their last checkpoint).
+            # are stored, or rebuilt from the chunks the log has).
             log.warning("could not write the stream log on shutdown: %s", exc)
         await self.broker.close()
 
@@ -302,10 +302,10 @@ class StreamHub:
     def abandon(self, stream: LiveStream) -> None:
         """End the stream for this process's readers only, leaving it ``active`` in the log.
 
-        For a reply that could not be stored in full: it stays at its last checkpoint (marked ``streaming``) and
-        the stream gets no more heartbeats, so the sweep (of any process) marks both ``interrupted`` once the
-        heartbeat is ``stale_after`` old, exactly as after a crash. Ending the stream in the log instead would
-        leave a ``streaming`` reply that nothing ever closes. Its chunks not yet in the log are still written.
+        For a reply that could not be stored in full: the stream gets no more heartbeats, so once the heartbeat is
+        ``stale_after`` old the sweep (of any process) marks it ``interrupted`` and rebuilds the reply from its
+        logged chunks, exactly as after a crash. Ending the stream in the log instead would leave the reply
+        unstored. Its chunks not yet in the log are still written.
         """
         self._close_locally(stream)
 

@@ -10,11 +10,8 @@ harness (seeding, checks) connect as the admin role.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import os
 import shutil
-import tempfile
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,45 +19,21 @@ from typing import Any, Literal
 
 import asyncpg
 from sqlalchemy.engine import make_url
+from tests._pg import postgres_server
 
 __all__ = ["Backend", "BenchDatabase", "DatabaseFactory", "postgres_admin_url"]
 
 Backend = Literal["postgres", "sqlite"]
 
-DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 CHATKEEP_ROLE = "bench_chatkeep"
 TEMPLATE = "bench_template"
 
 
-async def _reachable(url: str) -> bool:
-    try:
-        conn = await asyncpg.connect(url, timeout=3)
-    except (OSError, asyncpg.PostgresError, TimeoutError):
-        return False
-    await conn.close()
-    return True
-
-
 @contextlib.contextmanager
 def postgres_admin_url() -> Iterator[str]:
-    """An admin URL of a running PostgreSQL server (see the module docstring)."""
-    explicit = os.environ.get("CHATKEEP_BENCH_POSTGRES_URL")
-    if explicit and explicit != "pgserver":
-        yield explicit
-        return
-    if not explicit and asyncio.run(_reachable(DEFAULT_ADMIN_URL)):
-        yield DEFAULT_ADMIN_URL
-        return
-    os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.mkdtemp(prefix="chatkeep-bench-run-"))
-    import pgserver  # type: ignore[import-not-found,unused-ignore]
-
-    datadir = tempfile.mkdtemp(prefix="chatkeep-bench-pg-")
-    server = pgserver.get_server(datadir, cleanup_mode="stop")
-    try:
-        yield str(server.get_uri())
-    finally:
-        server.cleanup()
-        shutil.rmtree(datadir, ignore_errors=True)
+    """An admin URL of a running PostgreSQL server (see the module docstring): found as the tests find theirs."""
+    with postgres_server("CHATKEEP_BENCH_POSTGRES_URL") as url:
+        yield url
 
 
 def _with(url: str, **changes: Any) -> str:

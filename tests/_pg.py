@@ -28,9 +28,11 @@ async def _reachable(url: str) -> bool:
 
 
 @contextmanager
-def postgres_server() -> Iterator[str]:
-    """Yield an admin URL of a running PostgreSQL server (one that may create databases)."""
-    explicit = os.environ.get("CHATKEEP_TEST_POSTGRES_URL")
+def postgres_server(variable: str = "CHATKEEP_TEST_POSTGRES_URL") -> Iterator[str]:
+    """Yield an admin URL of a running PostgreSQL server (one that may create databases): the one the environment
+    ``variable`` names, else the local one, else a throwaway one (``variable=pgserver`` forces that). The
+    benchmarks use it too, with their own variable."""
+    explicit = os.environ.get(variable)
     if explicit and explicit != "pgserver":
         yield explicit
         return

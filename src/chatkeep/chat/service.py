@@ -251,10 +251,10 @@ class ChatService:
             changed.set()
 
         ending = asyncio.Event()
-        checkpoints = asyncio.create_task(
-            self._checkpoints(user_id, thread_id, plan, assembler, changed, ending)
+        checkpoints = (
+            asyncio.create_task(self._checkpoints(user_id, thread_id, plan, assembler, changed, ending))
             if self.checkpoint_interval
-            else _until(ending)
+            else None
         )
         status: str | None = None
         try:
@@ -293,11 +293,12 @@ class ChatService:
             # reply marked streaming.
             ending.set()
             changed.set()
-            try:
-                await checkpoints
-            except BaseException:
-                checkpoints.cancel()
-                raise
+            if checkpoints is not None:
+                try:
+                    await checkpoints
+                except BaseException:
+                    checkpoints.cancel()
+                    raise
             # Store first, then end the stream: a client that reads the thread as soon as the stream ends must
             # find the reply there.
             try:
@@ -588,10 +589,6 @@ class ChatService:
         except Exception as exc:  # a tool's own bug: reported to the model, logged for the operator
             log.exception("tool %s failed", call.tool_name)
             return None, f"Tool {call.tool_name} failed: {type(exc).__name__}"
-
-
-async def _until(event: asyncio.Event) -> None:
-    await event.wait()
 
 
 async def _with_idle_timeout(events: AsyncIterator[ModelEvent], seconds: float) -> AsyncIterator[ModelEvent]:

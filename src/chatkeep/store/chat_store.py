@@ -461,12 +461,7 @@ class ChatStore(Database):
     ) -> StoredMessage:
         now = _now()
         asked_parent = None if isinstance(parent_id, _Unset) else parent_id
-        found = await self._lock_for_upsert(conn, user_id, thread_id, message_id, asked_parent)
-        if found is None and create_thread:
-            await self._create_thread(conn, user_id, thread_id=thread_id)
-            found = await self._lock_for_upsert(conn, user_id, thread_id, message_id, asked_parent)
-        if found is None:
-            raise ThreadNotFound(thread_id)
+        found = await self._lock_for_upsert(conn, user_id, thread_id, message_id, asked_parent, create=create_thread)
         existing = found.message
         seq = existing.seq if existing is not None else found.message_seq + 1
         if isinstance(parent_id, _Unset):
@@ -552,20 +547,22 @@ class ChatStore(Database):
             await conn.execute(update(_T).where(_T.c.id == thread_id).values(updated_at=_now()))
 
     async def _lock_for_upsert(
-        self, conn: AsyncConnection, user_id: str, thread_id: str, message_id: str, parent_id: str | None
-    ) -> _UpsertTarget | None:
-        """Lock the user's thread (``None`` when the user has none with this id), then read in one round trip the
-        message (when it exists) and ``parent_id``'s ``seq``.
+        self,
+        conn: AsyncConnection,
+        user_id: str,
+        thread_id: str,
+        message_id: str,
+        parent_id: str | None,
+        *,
+        create: bool,
+    ) -> _UpsertTarget:
+        """Lock the user's thread (see :meth:`_lock_thread`), then read in one round trip the message (when it
+        exists) and ``parent_id``'s ``seq``.
 
         Two statements, not one join: on PostgreSQL a statement that waited for the lock still reads with the
         snapshot it started with, so a message a concurrent writer added meanwhile would look missing.
         """
-        query = select(_T.c.message_seq).where(_T.c.id == thread_id, _owned(user_id))
-        if self.dialect == "postgresql":
-            query = query.with_for_update()
-        thread = (await conn.execute(query)).first()
-        if thread is None:
-            return None
+        message_seq = await self._lock_thread(conn, user_id, thread_id, create=create)
         wanted = [message_id] if parent_id is None or parent_id == message_id else [message_id, parent_id]
         rows = (
             await conn.execute(
@@ -576,7 +573,7 @@ class ChatStore(Database):
         ).all()
         by_id = {row.id: row for row in rows}
         parent = by_id.get(parent_id) if parent_id is not None else None
-        return _UpsertTarget(int(thread.message_seq), by_id.get(message_id), None if parent is None else parent.seq)
+        return _UpsertTarget(message_seq, by_id.get(message_id), None if parent is None else parent.seq)
 
     async def _lock_and_find_parent(
         self, conn: AsyncConnection, user_id: str, thread_id: str, message_id: str

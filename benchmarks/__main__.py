@@ -6,12 +6,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import fcntl
 import shutil
 import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import orjson
@@ -95,8 +96,26 @@ async def _run(args: argparse.Namespace, admin_url: str | None, workdir: Path, l
     return report
 
 
+@contextlib.contextmanager
+def _one_run_at_a_time() -> Iterator[None]:
+    """Hold a machine-wide lock for the whole run. Two runs at once would measure each other, and each drops the
+    other's ``bench_*`` databases on the shared PostgreSQL server; a second run waits for the first instead."""
+    with open(Path(tempfile.gettempdir()) / "chatkeep-bench.lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print("another benchmark run is going on on this machine; waiting for it to end", file=sys.stderr)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _arguments(argv)
+    with _one_run_at_a_time():
+        return _main(args)
+
+
+def _main(args: argparse.Namespace) -> int:
     results = ROOT / "benchmarks" / "results"
     results.mkdir(parents=True, exist_ok=True)
     name = args.output or ("latest" if not args.quick and args.only == list(SCENARIOS) else "partial")

@@ -27,8 +27,15 @@ Id = Annotated[str, Field(min_length=1, max_length=255)]
 
 
 def iso(moment: datetime) -> str:
-    """The timestamp as JavaScript's ``Date#toISOString()`` writes it: ``2026-08-22T10:00:00.000Z``."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    """The timestamp as JavaScript's ``Date#toISOString()`` writes it: ``2026-08-22T10:00:00.000Z`` (milliseconds
+    truncated, like JavaScript's; a naive ``moment`` is taken as local time).
+
+    ``isoformat`` of a UTC time ends in ``+00:00``, swapped for ``Z``: twice as fast as ``strftime``, and a thread
+    of 1,000 messages formats 1,000 of these per load.
+    """
+    if moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    return moment.isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 class _In(BaseModel):

@@ -4,7 +4,7 @@ Imports nothing from the web layer. Only this package talks to SQLAlchemy.
 """
 
 from chatkeep.store._db import SYSTEM, Caller, set_caller
-from chatkeep.store.chat_store import DEFAULT_FORMAT, UNSET, ChatStore, MessageWrite
+from chatkeep.store.chat_store import DEFAULT_FORMAT, UNSET, ChatStore, MessageWrite, NewStream
 from chatkeep.store.engine import make_engine, normalize_database_url
 from chatkeep.store.records import MessageTree, Page, StoredMessage, Thread, ThreadStatus
 
@@ -16,6 +16,7 @@ __all__ = [
     "ChatStore",
     "MessageTree",
     "MessageWrite",
+    "NewStream",
     "Page",
     "StoredMessage",
     "Thread",

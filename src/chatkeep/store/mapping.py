@@ -14,13 +14,22 @@ Input is assumed valid (see :mod:`chatkeep.protocol.messages`); this module only
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import JSON
 
-__all__ = ["PART_COLUMNS", "content_to_message_columns", "message_columns_to_content", "part_to_row", "row_to_part"]
+__all__ = [
+    "PART_COLUMNS",
+    "PART_READ_COLUMNS",
+    "content_to_message_columns",
+    "message_columns_to_content",
+    "message_content",
+    "part_reader",
+    "part_to_row",
+    "row_to_part",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +98,13 @@ PART_COLUMNS: tuple[str, ...] = (
     "extra",
 )
 _EMPTY_ROW: dict[str, Any] = dict.fromkeys(PART_COLUMNS)
+#: The columns a part is read from (:func:`row_to_part`, :func:`part_reader`): ``type``, every column of a family,
+#: ``extra``. ``part_order`` only orders and ``data_name`` repeats what ``type`` says.
+PART_READ_COLUMNS: tuple[str, ...] = (
+    "type",
+    *sorted({f.column for family in _FAMILIES.values() for f in family.values()}),
+    "extra",
+)
 
 # Keys that must be present for a tool part in a given state (and so are emitted even when JSON null).
 _TOOL_REQUIRED_JSON: dict[str, frozenset[str]] = {
@@ -170,6 +186,63 @@ def row_to_part(row: Mapping[str, Any]) -> dict[str, Any]:
     return part
 
 
+#: How a part of one family (and, for tools, one state) is read from a row: ``(key, position, kept when null)``
+#: for each of the family's fields, in the family's order.
+_Plan = tuple[tuple[str, int, bool], ...]
+#: The family's plan and, for tool families, the plan of each known state (the family's serves unknown states).
+_FamilyPlan = tuple[_Plan, dict[Any, _Plan] | None]
+#: Bound on the part types a reader remembers (tool and data part types embed user-chosen names).
+_MAX_CACHED_TYPES = 1024
+
+
+def part_reader(columns: Sequence[str]) -> Callable[[Sequence[Any]], dict[str, Any]]:
+    """A function from a part row read by position (``columns`` names each position and must hold every one of
+    :data:`PART_READ_COLUMNS`) to its part.
+
+    It returns exactly what :func:`row_to_part` returns for the same row, key for key and in the same order, but
+    it is the hot loop of loading a thread (a quarter of its CPU went into ``row_to_part``), so the work per
+    family is done once here: each family's fields become ``(key, position, kept when null)`` and each row costs
+    one dict lookup of its type, then one index per field of its family (columns of other families are not
+    looked at).
+    """
+    position = {name: index for index, name in enumerate(columns)}
+    type_at, state_at, extra_at = position["type"], position["tool_state"], position["extra"]
+
+    def plan(family: str, required: frozenset[str]) -> _Plan:
+        return tuple((f.key, position[f.column], f.key in required) for f in _FAMILIES[family].values())
+
+    families: dict[str, _FamilyPlan] = {}
+    for family in _FAMILIES:
+        if family in ("tool", "dynamic-tool"):
+            states = {state: plan(family, required) for state, required in _TOOL_REQUIRED_JSON.items()}
+            families[family] = (plan(family, frozenset()), states)
+        else:
+            families[family] = (plan(family, _ALWAYS_REQUIRED_JSON.get(family, frozenset())), None)
+    by_type: dict[str, _FamilyPlan] = dict(families)
+
+    def read(row: Sequence[Any]) -> dict[str, Any]:
+        part_type: str = row[type_at]
+        found = by_type.get(part_type)
+        if found is None:
+            found = families[_family(part_type)]
+            if len(by_type) < _MAX_CACHED_TYPES:
+                by_type[part_type] = found
+        fields, states = found
+        if states is not None:
+            fields = states.get(row[state_at], fields)
+        part: dict[str, Any] = {"type": part_type}
+        for key, at, keep_null in fields:
+            value = row[at]
+            if value is not None or keep_null:
+                part[key] = value
+        extra = row[extra_at]
+        if extra:
+            part.update(extra)
+        return part
+
+    return read
+
+
 _MESSAGE_KEYS = ("role", "parts", "metadata")
 
 
@@ -189,10 +262,17 @@ def message_columns_to_content(
     role: str, metadata: Any, extra: Mapping[str, Any] | None, parts: Iterable[Mapping[str, Any]]
 ) -> dict[str, Any]:
     """The ``content`` (UIMessage without ``id``) stored as ``role``/``metadata``/``extra`` and part rows."""
+    return message_content(role, metadata, extra, [row_to_part(row) for row in parts])
+
+
+def message_content(
+    role: str, metadata: Any, extra: Mapping[str, Any] | None, parts: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The ``content`` stored as ``role``/``metadata``/``extra`` and the message's ``parts`` (already read)."""
     content: dict[str, Any] = {"role": role}
     if metadata is not None:
         content["metadata"] = metadata
-    content["parts"] = [row_to_part(row) for row in parts]
+    content["parts"] = parts
     if extra:
         content.update(extra)
     return content

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chatkeep.protocol.stream import MessageAssembler
 from chatkeep.store._db import SYSTEM, Database, uncancellable
-from chatkeep.store.chat_store import ChatStore
+from chatkeep.store.chat_store import ChatStore, NewStream, insert_stream
 from chatkeep.store.models import MessageRow, PartRow, StreamChunkRow, StreamRow, ThreadRow
 
 __all__ = ["StreamInfo", "StreamLog"]
@@ -71,23 +71,10 @@ class StreamLog(Database):
         self, *, stream_id: str, thread_id: str, message_id: str, owner: str, parent_id: str | None = None
     ) -> None:
         """Register an active stream of the reply ``message_id`` under ``parent_id`` (the thread must exist; the
-        caller has checked it is the user's)."""
-        now = _now()
+        caller has checked it is the user's). A chat turn registers its stream with its prompt instead
+        (:meth:`ChatStore.write_messages`)."""
         async with self._write(SYSTEM) as conn:
-            await conn.execute(
-                insert(_S).values(
-                    id=stream_id,
-                    thread_id=thread_id,
-                    message_id=message_id,
-                    parent_id=parent_id,
-                    status="active",
-                    owner=owner,
-                    stop_requested=False,
-                    chunk_count=0,
-                    created_at=now,
-                    updated_at=now,
-                )  # fmt: skip
-            )
+            await insert_stream(conn, thread_id, NewStream(stream_id, message_id, owner, parent_id))
 
     @uncancellable
     async def append(

@@ -246,6 +246,8 @@ MALFORMED: dict[str, bytes] = {
     "nan": b'{"title": "x", "custom": {"n": NaN}}',
     "infinity": b'{"title": "x", "custom": {"n": -Infinity}}',
     "number-beyond-a-double": b'{"title": "x", "custom": {"n": 1e400}}',
+    "number-beyond-a-double-capital-exponent": b'{"title": "x", "custom": [2.5E+0400]}',
+    "number-beyond-a-double-by-its-digits": b'{"title": "x", "custom": {"n": -' + b"7" * 310 + b".5}}",
     "integer-of-5000-digits": b'{"title": "x", "custom": {"n": 1' + b"0" * 5000 + b"}}",
     "invalid-utf8": b'{"title": "\xff\xfe"}',
     "utf8-encoded-surrogate": b'{"title": "\xed\xa0\x80"}',
@@ -336,6 +338,16 @@ class TestUnstorableCharacters:
                     422, "validation_error", route.method, route.path, body=_fill_body(body, world)
                 )
                 assert any(found.startswith(loc) for found in _locs(error)), (loc, error)
+
+    async def test_text_that_only_looks_like_a_nul_or_a_huge_number_is_stored(self, world: World) -> None:
+        # The body is scanned for the escape ``\u0000`` and for number shapes before anything is walked: text that
+        # merely looks like them (an escaped backslash, an exponent inside a string, a large finite number) is fine.
+        content = rb'{"title": "C:\\u0000 e400 1e400", "custom": {"big": 1.5e300, "n": 1' + b"0" * 320 + b"}}"
+        response = await world.request("PATCH", f"/api/threads/{world.thread}", content=content)
+        assert response.status_code == 200, response.text
+        stored = await world.store.get_thread("alice", world.thread)
+        assert stored.title == "C:\\u0000 e400 1e400"
+        assert stored.custom == {"big": 1.5e300, "n": 10**320}
 
     async def test_a_lone_surrogate_anywhere_is_400(self, world: World, subtests: pytest.Subtests) -> None:
         for route, body, loc in _fields(LONE_SURROGATE):

@@ -130,6 +130,8 @@ class ToolRegistry:
 
     def __init__(self, tools: Sequence[Tool] = ()) -> None:
         self._tools: dict[str, Tool] = {}
+        #: the specs, built once (a JSON Schema from pydantic costs about a millisecond per tool and turn)
+        self._specs: tuple[ToolSpec, ...] | None = None
         for item in tools:
             self.add(item)
 
@@ -137,12 +139,15 @@ class ToolRegistry:
         if item.name in self._tools:
             raise ValueError(f"two tools are named {item.name!r}")
         self._tools[item.name] = item
+        self._specs = None
 
     def get(self, name: str) -> Tool | None:
         return self._tools.get(name)
 
     def specs(self) -> list[ToolSpec]:
-        return [t.spec() for t in self._tools.values()]
+        if self._specs is None:
+            self._specs = tuple(t.spec() for t in self._tools.values())
+        return list(self._specs)
 
     def __contains__(self, name: object) -> bool:
         return name in self._tools

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import email.message
 import math
-import re
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -58,9 +57,20 @@ def _is_json_like(content_type: str) -> bool:
     return (main == "application" and (sub == "json" or sub.endswith("+json"))) or (main, sub) == ("text", "plain")
 
 
-#: What a number beyond a double needs in its text: an exponent of three digits or more, or 309 digits. Only a body
-#: that has one (or a string that looks like one) is walked by :func:`_has_non_finite_number`.
-_MAYBE_HUGE_NUMBER = re.compile(rb"[0-9][eE][+-]?[0-9]{3}|[0-9]{309}")
+#: What a number beyond a double needs in its text: an exponent of three digits or more, or 309 digits. The text
+#: is first reduced to its shape (every digit a ``0``, every ``E`` an ``e``): a few substring searches on that are
+#: ten times faster than a regular expression over a large body. Only a body with such a shape (or a string that
+#: looks like one) is walked by :func:`_has_non_finite_number`.
+_NUMBER_SHAPE = bytes.maketrans(b"123456789E", b"000000000e")
+_HUGE_NUMBER_SHAPES = (b"e000", b"e+000", b"e-000", b"0" * 309)
+
+
+def _may_hold_huge_number(raw: bytes) -> bool:
+    shape = raw.translate(_NUMBER_SHAPE)
+    return any(pattern in shape for pattern in _HUGE_NUMBER_SHAPES)
+
+
+_NUL_ESCAPE = b"\\u0000"
 
 
 def _has_non_finite_number(value: Any) -> bool:
@@ -104,10 +114,11 @@ class _ChatkeepRequest(Request):
                 value = from_json(raw, allow_inf_nan=False)
             except ValueError as exc:
                 raise InvalidJSON(str(exc)) from None
-            if _MAYBE_HUGE_NUMBER.search(raw) and _has_non_finite_number(value):
+            if _may_hold_huge_number(raw) and _has_non_finite_number(value):
                 raise InvalidJSON("a number is out of range (beyond a double, such as 1e400)")
-            issues = find_forbidden_characters(value, ("body",))
-            if issues:
+            # A NUL can only reach a parsed string through the escape ``\u0000`` (the parser refuses raw control
+            # characters and lone surrogates), so a body without that text is not walked at all.
+            if _NUL_ESCAPE in raw and (issues := find_forbidden_characters(value, ("body",))):
                 raise InvalidInput(issues)
             self._json = value
         return self._json

@@ -36,6 +36,7 @@ from chatkeep.chat.plan import TurnPlan, plan_turn
 from chatkeep.chat.streams import LiveStream, StreamHub
 from chatkeep.errors import DatabaseUnavailable, InvalidInput, ThreadNotFound, TooManyRequests, ValidationIssue
 from chatkeep.protocol.ids import generate_id
+from chatkeep.protocol.messages import is_ai_sdk_format, parse_ui_message
 from chatkeep.protocol.stream import MessageAssembler, StreamFeatures, encode_sse
 from chatkeep.providers.base import (
     Data,
@@ -162,14 +163,16 @@ class ChatService:
         message: Mapping[str, Any] | None = None,
         trigger: str | None = None,
     ) -> Turn:
-        """Plan the turn and store the prompt (raising before anything streams if the request is refused), then
-        start generating in the background."""
+        """Validate what the client sent that the thread does not hold as sent (as a UIMessage, then against the
+        schemas), plan the turn and store the prompt (raising before anything streams if the request is refused),
+        then start generating in the background."""
         try:
             tree = await self.store.load_tree(user_id, thread_id)
         except ThreadNotFound:
             tree = MessageTree((), None)
-        # What the server stored is trusted; everything else the client sent is checked against the schemas.
-        stored = {m.id: m.content for m in tree.messages}
+        # What the server stored is trusted: a message sent exactly as stored was validated when it was stored.
+        # Everything else the client sent is validated as a UIMessage, then against the schemas.
+        stored = {m.id: m.content for m in tree.messages if is_ai_sdk_format(m.format)}
         sent: list[tuple[tuple[str | int, ...], Mapping[str, Any]]] = [
             (("body", "messages", i), m) for i, m in enumerate(messages or ())
         ]
@@ -178,6 +181,7 @@ class ChatService:
         issues: list[ValidationIssue] = []
         for loc, item in sent:
             if stored.get(str(item.get("id"))) != {k: v for k, v in item.items() if k != "id"}:
+                parse_ui_message(item, loc=loc)
                 issues.extend(self._check_message(item, loc))
         if issues:
             raise InvalidInput(issues)
@@ -202,9 +206,10 @@ class ChatService:
         if plan.continued is not None:
             content = {k: v for k, v in plan.continued.items() if k != "id"}
             writes.append(MessageWrite(plan.continued["id"], plan.reply_parent, content))
-        await self.store.write_messages(user_id, thread_id, writes)
         message_id = plan.continued["id"] if plan.continued is not None else generate_id("msg")
-        live = await self.hub.open(thread_id=thread_id, message_id=message_id, parent_id=plan.reply_parent)
+        live, stream_row = self.hub.prepare(thread_id=thread_id, message_id=message_id, parent_id=plan.reply_parent)
+        await self.store.write_messages(user_id, thread_id, writes, stream=stream_row)
+        self.hub.adopt(live)
         task = asyncio.create_task(self._run(user_id, thread_id, message_id, plan, live))
         live.task = task
         self._tasks.add(task)

@@ -30,6 +30,7 @@ from typing import Protocol
 from chatkeep.errors import Conflict, DatabaseUnavailable
 from chatkeep.protocol.ids import generate_id
 from chatkeep.protocol.stream import DONE, encode_sse
+from chatkeep.store import NewStream
 from chatkeep.store.streams import StreamInfo, StreamLog
 
 __all__ = ["Broker", "LiveStream", "LocalBroker", "RedisBroker", "StreamHub", "make_owner_id"]
@@ -259,14 +260,24 @@ class StreamHub:
 
     async def open(self, *, thread_id: str, message_id: str, parent_id: str | None = None) -> LiveStream:
         """A new live stream of the reply ``message_id`` (under ``parent_id`` in the thread's tree)."""
-        stream = LiveStream(generate_id("stream"), thread_id, message_id)
+        stream, row = self.prepare(thread_id=thread_id, message_id=message_id, parent_id=parent_id)
         await self.log.create(
-            stream_id=stream.id, thread_id=thread_id, message_id=message_id, owner=self.owner, parent_id=parent_id
+            stream_id=row.id, thread_id=thread_id, message_id=message_id, owner=row.owner, parent_id=parent_id
         )
+        self.adopt(stream)
+        return stream
+
+    def prepare(self, *, thread_id: str, message_id: str, parent_id: str | None = None) -> tuple[LiveStream, NewStream]:
+        """A live stream not yet registered, and its row: insert the row (with the turn's prompt, say), then
+        :meth:`adopt` the stream. :meth:`open` does both in a transaction of its own."""
+        stream = LiveStream(generate_id("stream"), thread_id, message_id)
+        return stream, NewStream(stream.id, message_id, self.owner, parent_id)
+
+    def adopt(self, stream: LiveStream) -> None:
+        """Start publishing ``stream``, whose row is stored."""
         self.live[stream.id] = stream
         self._counts[stream.id] = 0
         self._ensure_flusher()
-        return stream
 
     def _ensure_flusher(self) -> None:
         if self._flusher is None or self._flusher.done():

@@ -69,9 +69,14 @@ async def chat(body: ChatRequest, service: ChatDep, settings: SettingsDep, user:
         sent.append((("body", "message"), body.message))
     check_new_id(body.id, ("body", "id"))
     seen: set[str] = set()
+    # Only the cheap checks here: each message is validated as a UIMessage by the service, unless it is exactly
+    # what the thread has stored (useChat resends the whole branch every turn; validating 200 stored messages
+    # again cost more than the rest of the turn).
     for loc, item in sent:
         check_message_size(item, settings, loc)
-        parse_ui_message(item, loc=loc)
+        if not isinstance(item.get("id"), str):
+            parse_ui_message(item, loc=loc)  # refuses it, with every other problem the message has
+            raise InvalidInput([ValidationIssue((*loc, "id"), "Input should be a valid string", "string_type")])
         check_new_id(item["id"], (*loc, "id"))
         if item["id"] in seen:
             issue = ValidationIssue((*loc, "id"), "another message of the request has this id", "duplicate_id")

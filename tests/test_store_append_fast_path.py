@@ -10,7 +10,8 @@ import pytest
 from sqlalchemy import true
 
 from chatkeep.errors import ParentNotFound, ThreadNotFound
-from chatkeep.store import ChatStore
+from chatkeep.store import ChatStore, MessageWrite, NewStream
+from chatkeep.store.streams import StreamLog
 from tests.conftest import count_rows
 
 EVERY_PART: dict[str, Any] = {
@@ -119,3 +120,31 @@ async def test_row_level_security_binds_it(
     # and Alice still writes through it with the filter gone
     await store.upsert_message("alice", thread.id, message_id="a2", parent_id="a1", content=_text("more"))
     assert general_path_calls == ["b1"]
+
+
+async def test_a_turns_prompt_and_its_stream_take_it_together(store: ChatStore, general_path_calls: list[str]) -> None:
+    thread, _ = await store.create_thread("u1")
+    await store.upsert_message("u1", thread.id, message_id="q1", parent_id=None, content=_text("hi"))
+    stream = NewStream("s1", "r1", "host:1:x", parent_id="q2")
+    await store.write_messages("u1", thread.id, [MessageWrite("q2", "q1", _text("again"))], stream=stream)
+    assert general_path_calls == []
+    log = StreamLog(store.engine)
+    info = await log.get("s1")
+    assert info is not None
+    assert (info.thread_id, info.message_id, info.status, info.owner, info.chunk_count) == (
+        thread.id, "r1", "active", "host:1:x", 0,
+    )  # fmt: skip
+    assert [s.id for s in await log.active("u1", thread.id)] == ["s1"]
+    read = (await store.list_messages("u1", thread.id)).items
+    assert [(m.id, m.parent_id, m.seq) for m in read] == [("q1", None, 1), ("q2", "q1", 2)]
+
+
+async def test_a_turn_it_cannot_take_registers_no_stream_twice(store: ChatStore, general_path_calls: list[str]) -> None:
+    # The prompt is stored already (a regenerate that resends it): the fast path writes nothing, not even the
+    # stream, and the general path writes the stream once.
+    thread, _ = await store.create_thread("u1")
+    await store.upsert_message("u1", thread.id, message_id="q1", parent_id=None, content=_text("hi"))
+    stream = NewStream("s1", "r1", "host:1:x", parent_id="q1")
+    await store.write_messages("u1", thread.id, [MessageWrite("q1", None, _text("hi"))], stream=stream)
+    assert general_path_calls == ["q1"]
+    assert [s.id for s in await StreamLog(store.engine).active("u1", thread.id)] == ["s1"]

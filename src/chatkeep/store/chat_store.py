@@ -500,6 +500,15 @@ class ChatStore(Database):
         transaction (one commit before the first byte instead of two)."""
         prepared = [(write, *_prepare_content(write.content, DEFAULT_FORMAT)) for write in writes]
         _check_text([w.message_id for w in writes] + [w.parent_id for w in writes], ())
+        if self.dialect == "postgresql" and len(prepared) == 1 and not prepared[0][0].edit:
+            # a new prompt in an existing thread, the common turn: one round trip (see _insert_new_pg)
+            write, columns, part_rows, data = prepared[0]
+            stored = await self._insert_new_pg(
+                user_id, thread_id, write.message_id, write.parent_id, DEFAULT_FORMAT, data, columns, part_rows, None,
+                stream,
+            )  # fmt: skip
+            if stored is not None:
+                return
         async with self._write(user_id) as conn:
             if not prepared:
                 await self._create_thread(conn, user_id, thread_id=thread_id)
@@ -581,9 +590,11 @@ class ChatStore(Database):
         columns: dict[str, Any],
         part_rows: list[dict[str, Any]],
         status: str | None,
+        stream: NewStream | None = None,
     ) -> StoredMessage | None:
-        """Store a message that is new to the thread, with its parts, in one round trip on PostgreSQL (eight on
-        the general path); or return ``None``, having written nothing, when it is not that case: the thread is
+        """Store a message that is new to the thread, with its parts (and ``stream``'s row, if given), in one round
+        trip on PostgreSQL (eight on the general path); or return ``None``, having written nothing, when it is not
+        that case: the thread is
         missing (or another user's), the message exists, the parent is not in the thread, or a constraint refused
         a row. The caller then runs :meth:`_upsert`, which handles every case and raises the right error.
 
@@ -606,8 +617,13 @@ class ChatStore(Database):
             _json_arg(columns["content"]), _json_arg(columns["extra"]), status, now, user_id, True,
             _pg_parts_document(part_rows),
         ]  # fmt: skip
+        if stream is None:
+            args += [None, None, None, None]
+        else:
+            args += [stream.id, stream.message_id, stream.parent_id, stream.owner]
         # the first execution writes nothing: the values it needs are the user's id and "don't write"
         set_caller_only = [None, None, None, None, None, None, None, None, None, None, user_id, False, "[]"]
+        set_caller_only += [None, None, None, None]
         async with self._pg_driver() as driver:
             try:
                 rows = await driver.fetchmany(_pg_insert_new_sql(), [set_caller_only, args])
@@ -907,8 +923,9 @@ def _pg_insert_new_sql() -> str:
     """The statement of :meth:`ChatStore._insert_new_pg`. Parameters: ``$1`` thread, ``$2`` message, ``$3``
     parent, ``$4`` format, ``$5`` role, ``$6`` metadata, ``$7`` content, ``$8`` extra, ``$9`` status, ``$10``
     now, ``$11`` user, ``$12`` whether to write (else it only sets the caller), ``$13`` the parts
-    (:func:`_pg_parts_document`). Returns one row: the message's ``seq`` (NULL: nothing was written) and the
-    caller set.
+    (:func:`_pg_parts_document`), then a stream to register with the message (``$14`` its id, NULL for none,
+    ``$15`` its reply's id, ``$16`` the reply's parent, ``$17`` its owner: see :class:`NewStream`). Returns one
+    row: the message's ``seq`` (NULL: nothing was written) and the caller set.
 
     Hand-written because SQLAlchemy cannot say it (data-modifying CTEs, ``json_to_recordset``) and its statement
     building cost more than the database work; the user filter is still :func:`_owned`'s. Built once per
@@ -941,6 +958,11 @@ def _pg_insert_new_sql() -> str:
         f" INSERT INTO parts (thread_id, message_id, {names})"
         f" SELECT $1::varchar, $2::varchar, {values} FROM json_to_recordset($13::text::json) AS r({record})"
         " WHERE EXISTS (SELECT FROM m)"
+        "), s AS ("
+        " INSERT INTO streams (id, thread_id, message_id, parent_id, status, owner, stop_requested, chunk_count,"
+        " created_at, updated_at)"
+        " SELECT $14::varchar, $1::varchar, $15::varchar, $16::varchar, 'active', $17::varchar, false, 0,"
+        " $10::timestamptz, $10::timestamptz FROM m WHERE $14::varchar IS NOT NULL"
         "), t AS ("
         " UPDATE threads SET message_seq = m.seq, head_id = $2::varchar, updated_at = $10::timestamptz"
         f" FROM m WHERE threads.id = $1::varchar AND {owned}"

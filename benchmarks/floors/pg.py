@@ -61,7 +61,7 @@ class PgStore:
 
     @classmethod
     async def open(cls, url: str) -> PgStore:
-        # chatkeep's default pool: 10 connections kept, 10 more on demand.
+        # At most 20 connections, as chatkeep's default pool (10 open from the start).
         return cls(await asyncpg.create_pool(url, min_size=10, max_size=20, init=_init))
 
     async def close(self) -> None:

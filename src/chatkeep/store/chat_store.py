@@ -741,8 +741,7 @@ class ChatStore(Database):
 
     async def get_message(self, user_id: str, thread_id: str, message_id: str) -> StoredMessage:
         async with self._read(user_id) as conn:
-            await self._get_thread(conn, user_id, thread_id)
-            messages = await self._load_messages(conn, thread_id, _M.c.id == message_id)
+            messages, _ = await self._load_owned(conn, user_id, thread_id, _M.c.id == message_id)
         if not messages:
             raise MessageNotFound(thread_id, message_id)
         return messages[0]
@@ -773,9 +772,8 @@ class ChatStore(Database):
         if format is not None:
             conditions.append(_M.c.format == format)
         async with self._read(user_id) as conn:
-            await self._get_thread(conn, user_id, thread_id)
-            messages = await self._load_messages(
-                conn, thread_id, and_(True, *conditions), limit=None if limit is None else limit + 1
+            messages, _ = await self._load_owned(
+                conn, user_id, thread_id, and_(True, *conditions), limit=None if limit is None else limit + 1
             )
         cursor = None
         if limit is not None and len(messages) > limit:
@@ -786,9 +784,8 @@ class ChatStore(Database):
     async def load_tree(self, user_id: str, thread_id: str) -> MessageTree:
         """Every message of the thread with the active leaf: enough to draw every branch."""
         async with self._read(user_id) as conn:
-            thread = await self._get_thread(conn, user_id, thread_id)
-            messages = await self._load_messages(conn, thread_id, None)
-        return MessageTree(messages, thread.head_id)
+            messages, head_id = await self._load_owned(conn, user_id, thread_id, None)
+        return MessageTree(messages, head_id)
 
     async def active_branch(self, user_id: str, thread_id: str) -> list[dict[str, Any]]:
         """The UIMessages from the root to the active leaf, ready for ``useChat({messages})``.
@@ -799,15 +796,35 @@ class ChatStore(Database):
         tree = await self.load_tree(user_id, thread_id)
         return [m.ui_message() for m in tree.branch() if is_ai_sdk_format(m.format) and m.status != "streaming"]
 
+    async def _load_owned(
+        self, conn: AsyncConnection, user_id: str, thread_id: str, condition: Any, *, limit: int | None = None
+    ) -> tuple[list[StoredMessage], str | None]:
+        """:meth:`_load_messages` of the user's thread, and the thread's active leaf; :class:`ThreadNotFound` when
+        it is not the user's. The messages query checks the owner itself (joined to the thread), so a thread with
+        messages costs no query of its own; only when no message matches is the thread looked up."""
+        messages, head_id = await self._load_messages(conn, thread_id, condition, limit=limit, owner=user_id)
+        if not messages:
+            head_id = (await self._get_thread(conn, user_id, thread_id)).head_id
+        return messages, head_id
+
     async def _load_messages(
-        self, conn: AsyncConnection, thread_id: str, condition: Any, *, limit: int | None = None
-    ) -> list[StoredMessage]:
-        """The thread's messages that meet ``condition`` (all for ``None``), in ``seq`` order, at most ``limit``.
+        self,
+        conn: AsyncConnection,
+        thread_id: str,
+        condition: Any,
+        *,
+        limit: int | None = None,
+        owner: str | None = None,
+    ) -> tuple[list[StoredMessage], str | None]:
+        """The thread's messages that meet ``condition`` (all for ``None``), in ``seq`` order, at most ``limit``;
+        with ``owner``, only if the thread is that user's, and then also the thread's active leaf (else ``None``).
 
         Two queries whatever the count: the messages, then the parts of those stored as part rows. Rows are read
         by position (with :data:`_read_part` for parts): this is the hot path of loading a thread.
         """
         query = select(*_LOAD_COLUMNS).where(_M.c.thread_id == thread_id).order_by(_M.c.seq)
+        if owner is not None:
+            query = query.add_columns(_T.c.head_id).join(_T, _T.c.id == _M.c.thread_id).where(_owned(owner))
         if condition is not None:
             query = query.where(condition)
         if limit is not None:
@@ -843,7 +860,8 @@ class ChatStore(Database):
                 row[_AT_CREATED_AT], row[_AT_UPDATED_AT], row[_AT_STATUS],
             )  # fmt: skip
             out.append(message)
-        return out
+        head_id = rows[0][len(_LOAD_COLUMNS)] if owner is not None and rows else None
+        return out, head_id
 
     async def _fetch_rows(self, conn: AsyncConnection, query: Any) -> Sequence[Sequence[Any]]:
         """The rows of ``query``, read by position (in the order of its columns). On PostgreSQL these are asyncpg's

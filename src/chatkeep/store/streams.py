@@ -216,7 +216,8 @@ class StreamLog(Database):
             return
         base = None
         if stored is not None:  # a continuation: the chunks continue the stored message
-            base = (await messages._load_messages(conn, orphan.thread_id, _M.c.id == orphan.message_id))[0].content
+            loaded, _ = await messages._load_messages(conn, orphan.thread_id, _M.c.id == orphan.message_id)
+            base = loaded[0].content
         assembler = MessageAssembler(orphan.message_id, base=base)
         for chunk in await self._chunk_texts(conn, orphan.id):
             with contextlib.suppress(ValueError, KeyError, TypeError):  # passed over, as the client's reducer would

@@ -407,7 +407,8 @@ class Transfer(Database):
             async with self._snapshot(user_id) as conn:
                 threads = (await conn.execute(query)).all()
                 records = [
-                    _record(thread, await self._messages._load_messages(conn, thread.id, None)) for thread in threads
+                    _record(thread, (await self._messages._load_messages(conn, thread.id, None))[0])
+                    for thread in threads
                 ]
             for record in records:
                 yield record

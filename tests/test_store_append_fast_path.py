@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy import true
 
-from chatkeep.errors import ParentNotFound, ThreadNotFound
+from chatkeep.errors import InvalidInput, ParentNotFound, ThreadNotFound
 from chatkeep.store import ChatStore, MessageWrite, NewStream
 from chatkeep.store.streams import StreamLog
 from tests.conftest import count_rows
@@ -89,19 +89,19 @@ async def test_every_other_case_goes_to_the_general_path(store: ChatStore, gener
     for parent in ("missing", "new"):
         with pytest.raises(ParentNotFound):
             await store.upsert_message("u1", thread.id, message_id="new", parent_id=parent, content=_text("x"))
-    # a thread that does not exist, then one created on the way
+    # a thread that does not exist; then one created on the way, which takes it (a root message)
     with pytest.raises(ThreadNotFound):
         await store.upsert_message("u1", "no-such-thread", message_id="x", parent_id=None, content=_text("x"))
     await store.upsert_message(
         "u1", "made-on-the-way", message_id="x", parent_id=None, content=_text("x"), create_thread=True
     )
-    assert general_path_calls == ["q", "new", "new", "x", "x"]
+    assert general_path_calls == ["q", "new", "new", "x"]
     after = await count_rows(store)
     assert after["messages"] == counts["messages"] + 2  # "r" and "x": nothing else was written
     # the next new message still takes it, with the next seq
     nxt = await store.upsert_message("u1", thread.id, message_id="s", parent_id="r", content=_text("s"))
     assert nxt.seq == 3
-    assert general_path_calls == ["q", "new", "new", "x", "x"]
+    assert general_path_calls == ["q", "new", "new", "x"]
 
 
 async def test_row_level_security_binds_it(
@@ -148,3 +148,31 @@ async def test_a_turn_it_cannot_take_registers_no_stream_twice(store: ChatStore,
     await store.write_messages("u1", thread.id, [MessageWrite("q1", None, _text("hi"))], stream=stream)
     assert general_path_calls == ["q1"]
     assert [s.id for s in await StreamLog(store.engine).active("u1", thread.id)] == ["s1"]
+
+
+async def test_a_new_threads_first_turn_takes_it_and_creates_the_thread(
+    store: ChatStore, general_path_calls: list[str]
+) -> None:
+    stream = NewStream("s1", "r1", "host:1:x", parent_id="q1")
+    await store.write_messages("u1", "fresh", [MessageWrite("q1", None, _text("hi"))], stream=stream)
+    assert general_path_calls == []
+    thread = await store.get_thread("u1", "fresh")
+    assert (thread.head_id, thread.status, thread.title, thread.local_id, thread.custom) == (
+        "q1", "regular", None, None, None,
+    )  # fmt: skip
+    assert [m.id for m in (await store.list_messages("u1", "fresh")).items] == ["q1"]
+    assert [s.id for s in await StreamLog(store.engine).active("u1", "fresh")] == ["s1"]
+    # Another user's thread id is not taken over: nothing is written, and the general path says it is not found.
+    with pytest.raises(ThreadNotFound):
+        await store.write_messages("u2", "fresh", [MessageWrite("x1", None, _text("mine?"))])
+    assert general_path_calls == ["x1"]
+    assert [m.id for m in (await store.list_messages("u1", "fresh")).items] == ["q1"]
+
+
+async def test_a_first_message_that_fails_leaves_no_thread(store: ChatStore, general_path_calls: list[str]) -> None:
+    # An id longer than its column passes the store's checks (the routes refuse it first) and fails in the
+    # database, after the thread was created in the same pipeline: the thread goes with it.
+    with pytest.raises(InvalidInput):
+        await store.write_messages("u1", "fresh", [MessageWrite("q" * 300, None, _text("hi"))])
+    with pytest.raises(ThreadNotFound):
+        await store.get_thread("u1", "fresh")

@@ -423,7 +423,16 @@ class ChatStore(Database):
         _check_text([message_id, None if isinstance(parent_id, _Unset) else parent_id, format], ())
         if self.dialect == "postgresql" and not isinstance(parent_id, _Unset):
             stored = await self._insert_new_pg(
-                user_id, thread_id, message_id, parent_id, format, data, columns, part_rows, status
+                user_id,
+                thread_id,
+                message_id,
+                parent_id,
+                format,
+                data,
+                columns,
+                part_rows,
+                status,
+                create_thread=create_thread,
             )
             if stored is not None:
                 return stored
@@ -501,11 +510,11 @@ class ChatStore(Database):
         prepared = [(write, *_prepare_content(write.content, DEFAULT_FORMAT)) for write in writes]
         _check_text([w.message_id for w in writes] + [w.parent_id for w in writes], ())
         if self.dialect == "postgresql" and len(prepared) == 1 and not prepared[0][0].edit:
-            # a new prompt in an existing thread, the common turn: one round trip (see _insert_new_pg)
+            # a new prompt, the common turn (in a new thread too): one round trip (see _insert_new_pg)
             write, columns, part_rows, data = prepared[0]
             stored = await self._insert_new_pg(
                 user_id, thread_id, write.message_id, write.parent_id, DEFAULT_FORMAT, data, columns, part_rows, None,
-                stream,
+                stream, create_thread=True,
             )  # fmt: skip
             if stored is not None:
                 return
@@ -591,12 +600,15 @@ class ChatStore(Database):
         part_rows: list[dict[str, Any]],
         status: str | None,
         stream: NewStream | None = None,
+        *,
+        create_thread: bool = False,
     ) -> StoredMessage | None:
         """Store a message that is new to the thread, with its parts (and ``stream``'s row, if given), in one round
         trip on PostgreSQL (eight on the general path); or return ``None``, having written nothing, when it is not
-        that case: the thread is
-        missing (or another user's), the message exists, the parent is not in the thread, or a constraint refused
-        a row. The caller then runs :meth:`_upsert`, which handles every case and raises the right error.
+        that case: the thread is missing (or another user's), the message exists, the parent is not in the thread,
+        or a constraint refused a row. The caller then runs :meth:`_upsert`, which handles every case and raises
+        the right error. With ``create_thread``, a root message (no parent) creates the user's thread when it is
+        missing, in the same round trip (a third execution, between the two described below).
 
         One statement (:func:`_pg_insert_new_sql`), executed twice in one pipeline (asyncpg's ``fetchmany``:
         Bind/Execute twice, then one Sync, so both executions are one implicit transaction, all or nothing). The
@@ -621,15 +633,23 @@ class ChatStore(Database):
             args += [None, None, None, None]
         else:
             args += [stream.id, stream.message_id, stream.parent_id, stream.owner]
+        args.append(False)
         # the first execution writes nothing: the values it needs are the user's id and "don't write"
-        set_caller_only = [None, None, None, None, None, None, None, None, None, None, user_id, False, "[]"]
-        set_caller_only += [None, None, None, None]
+        set_caller_only = [None, None, None, None, None, None, None, None, None, now, user_id, False, "[]"]
+        set_caller_only += [None, None, None, None, False]
+        pipeline = [set_caller_only, args]
+        if create_thread and parent_id is None:
+            # A new thread's first message: one more execution, between the two, creates the thread (under the
+            # caller the first one set; the last one then finds it). Only for a root message: with the thread
+            # created, the write can then only fail with an error, which undoes the whole pipeline, so a thread
+            # is never left behind without the message that made it.
+            pipeline.insert(1, [thread_id, *set_caller_only[1:-1], True])
         async with self._pg_driver() as driver:
             try:
-                rows = await driver.fetchmany(_pg_insert_new_sql(), [set_caller_only, args])
+                rows = await driver.fetchmany(_pg_insert_new_sql(), pipeline)
             except asyncpg.IntegrityConstraintViolationError:
                 return None  # rolled back with its implicit transaction: let _upsert say what is wrong
-        seq = rows[1][0]
+        seq = rows[-1][0]
         if seq is None:
             return None
         return StoredMessage(
@@ -942,8 +962,10 @@ def _pg_insert_new_sql() -> str:
     parent, ``$4`` format, ``$5`` role, ``$6`` metadata, ``$7`` content, ``$8`` extra, ``$9`` status, ``$10``
     now, ``$11`` user, ``$12`` whether to write (else it only sets the caller), ``$13`` the parts
     (:func:`_pg_parts_document`), then a stream to register with the message (``$14`` its id, NULL for none,
-    ``$15`` its reply's id, ``$16`` the reply's parent, ``$17`` its owner: see :class:`NewStream`). Returns one
-    row: the message's ``seq`` (NULL: nothing was written) and the caller set.
+    ``$15`` its reply's id, ``$16`` the reply's parent, ``$17`` its owner: see :class:`NewStream`), and ``$18``
+    whether to create the thread for the user (an empty thread, as :meth:`ChatStore.create_thread` makes it, unless
+    the id is taken, by them or anyone). Returns one row: the message's ``seq`` (NULL: nothing was written) and the
+    caller set.
 
     Hand-written because SQLAlchemy cannot say it (data-modifying CTEs, ``json_to_recordset``) and its statement
     building cost more than the database work; the user filter is still :func:`_owned`'s. Built once per
@@ -962,6 +984,11 @@ def _pg_insert_new_sql() -> str:
         "WITH caller AS ("
         " SELECT set_config('chatkeep.user_id', $11::varchar, true) AS user_id,"
         " set_config('chatkeep.system', 'off', true) AS system"
+        "), new_thread AS ("
+        " INSERT INTO threads (id, user_id, local_id, title, status, custom, head_id, message_seq, created_at,"
+        " updated_at)"
+        " SELECT $1::varchar, $11::varchar, NULL, NULL, 'regular', NULL, NULL, 0, $10::timestamptz, $10::timestamptz"
+        " WHERE $18::bool ON CONFLICT DO NOTHING"
         "), thread AS ("
         f" SELECT message_seq FROM threads WHERE $12::bool AND threads.id = $1::varchar AND {owned} FOR UPDATE"
         "), m AS ("

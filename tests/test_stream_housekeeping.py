@@ -8,10 +8,12 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import httpx
+import pytest
 from sqlalchemy import text
 
 from chatkeep.api import create_app
 from chatkeep.chat.service import ChatService
+from chatkeep.errors import Conflict
 from chatkeep.providers.base import ModelEvent, ModelRequest
 from chatkeep.providers.function import FunctionModel
 from chatkeep.settings import Settings
@@ -63,6 +65,46 @@ async def test_stop_requests_reach_the_producer_through_the_log(store: ChatStore
     assert await log.append([], heartbeat=["s1"]) == set()
     await log.request_stop(["s1"])
     assert await log.append([], heartbeat=["s1"]) == {"s1"}
+
+
+async def test_one_append_writes_chunks_heartbeats_and_ends_of_many_streams(store: ChatStore) -> None:
+    log = StreamLog(store.engine)
+    for stream_id in ("s-a", "s-b", "s-c", "s-old"):
+        await _stream_with_chunks(store, log, stream_id)
+    await log.finish("s-old", "aborted")
+    before = {s: await log.get(s) for s in ("s-a", "s-b", "s-c", "s-old")}
+    await asyncio.sleep(0.01)
+    stopped = await log.append(
+        [("s-a", 2, '{"type":"text-start","id":"t"}'), ("s-a", 3, '{"type":"text-end","id":"t"}'), ("gone", 0, "{}")],
+        heartbeat=["s-b"],
+        watch=["s-a", "s-b", "never-was"],
+        ends={"s-c": "done", "s-old": "error"},  # s-c is not watched: it ended and left the live streams
+    )
+    assert stopped == {"gone", "never-was"}
+    after = {s: await log.get(s) for s in ("s-a", "s-b", "s-c", "s-old")}
+    assert all(info is not None for info in after.values())
+    a, b, c, old = (after[s] for s in ("s-a", "s-b", "s-c", "s-old"))
+    assert a is not None and (a.chunk_count, a.status) == (4, "active")
+    assert [seq for seq, _ in await log.chunks("s-a", -1)] == [0, 1, 2, 3]
+    assert await log.chunks("gone", -1) == []
+    assert b is not None and (b.chunk_count, b.status) == (2, "active")
+    assert c is not None and (c.chunk_count, c.status) == (2, "done")
+    assert old is not None and old.status == "aborted"  # an end leaves only an active stream
+    for stream_id in ("s-a", "s-b", "s-c"):
+        moved, was = after[stream_id], before[stream_id]
+        assert moved is not None and was is not None and moved.updated_at > was.updated_at
+    was_old = before["s-old"]
+    assert was_old is not None and old.updated_at == was_old.updated_at
+
+
+async def test_an_append_that_repeats_a_chunk_writes_nothing(store: ChatStore) -> None:
+    log = StreamLog(store.engine)
+    await _stream_with_chunks(store, log, "s1")
+    with pytest.raises(Conflict):
+        await log.append([("s1", 2, '{"type":"start-step"}'), ("s1", 1, '{"type":"finish"}')], ends={"s1": "done"})
+    info = await log.get("s1")
+    assert info is not None and (info.chunk_count, info.status) == (2, "active")
+    assert len(await log.chunks("s1", -1)) == 2
 
 
 async def test_a_silent_model_ends_the_turn(store: ChatStore) -> None:

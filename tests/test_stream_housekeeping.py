@@ -126,6 +126,40 @@ async def test_a_silent_model_ends_the_turn(store: ChatStore) -> None:
     await service.close()
 
 
+async def test_the_model_timeout_does_not_time_what_follows_the_models_stream(store: ChatStore) -> None:
+    # The idle timeout watches the model only: a tool slower than it, after the model's step ended, and the next
+    # step, run to their end.
+    from chatkeep.providers.base import ToolCall, ToolResultContent
+    from chatkeep.tools import ToolRegistry, tool
+
+    @tool
+    async def slow_lookup(q: str) -> str:
+        await asyncio.sleep(0.6)
+        return f"found {q}"
+
+    async def agent(request: ModelRequest) -> AsyncIterator[ModelEvent | str]:
+        answered = [c for m in request.messages for c in m.content if isinstance(c, ToolResultContent)]
+        if not answered:
+            yield ToolCall("c1", "slow_lookup", {"q": "x"})
+        else:
+            yield f"The tool said: {answered[0].output}"
+
+    service = ChatService(store, FunctionModel(agent), tools=ToolRegistry([slow_lookup]), model_timeout=0.3)
+    app = create_app(Settings(migrate_on_start=False), store=store, chat=service)
+    user = {"id": "u1", "role": "user", "parts": [{"type": "text", "text": "hi"}]}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t", timeout=10) as client:
+        response = await client.post("/api/chat", json={"id": "t1", "messages": [user]})
+        assert "stopped responding" not in response.text
+        await asyncio.sleep(0.5)  # past another model timeout: nothing left running may be cancelled by it
+        rows = (await client.get("/api/threads/t1/messages")).json()
+    reply = rows[1]
+    assert reply["status"] == "complete"
+    parts = reply["content"]["parts"]
+    assert [p["type"] for p in parts if p["type"] != "step-start"] == ["tool-slow_lookup", "text"]
+    assert parts[-1]["text"] == "The tool said: found x"
+    await service.close()
+
+
 async def test_a_tool_call_cut_short_gets_an_error_result(store: ChatStore) -> None:
     from chatkeep.providers.base import ToolCall, ToolInputStart
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -476,8 +476,9 @@ class ChatService:
             calls: list[ToolCall] = []
             finish: Finish | None = None
             events = model.stream(ModelRequest(messages=history, tools=specs))
+            watched = _with_idle_timeout(events, self.model_timeout)
             try:
-                async for event in _with_idle_timeout(events, self.model_timeout):
+                async for event in watched:
                     if not started:
                         emit({"type": "start-step"})
                         started = True
@@ -488,7 +489,9 @@ class ChatService:
                         calls.append(event)
                     self._emit_event(event, emit)
             finally:
-                # Close the model's stream now (its HTTP response, say), not whenever it is garbage collected.
+                # Close the model's stream now (its HTTP response, say), not whenever it is garbage collected; and
+                # the watchdog with it, which would otherwise go on timing this task.
+                await watched.aclose()
                 close = getattr(events, "aclose", None)
                 if close is not None:
                     await close()
@@ -596,19 +599,49 @@ class ChatService:
             return None, f"Tool {call.tool_name} failed: {type(exc).__name__}"
 
 
-async def _with_idle_timeout(events: AsyncIterator[ModelEvent], seconds: float) -> AsyncIterator[ModelEvent]:
+async def _with_idle_timeout(events: AsyncIterator[ModelEvent], seconds: float) -> AsyncGenerator[ModelEvent, None]:
     """The events, failing with a :class:`ModelError` when the model says nothing for ``seconds``: a stream
-    nobody feeds must not stay open forever."""
+    nobody feeds must not stay open forever.
+
+    One watchdog timer per stream, not a timeout per event: an event only notes the time, and the timer, when it
+    fires, either finds the stream idle or sets itself again for the new deadline. (``asyncio.timeout`` around
+    each event pushed and cancelled a timer on the event loop's heap per chunk: a tenth of the CPU of 1,000 streams.)
+    The caller must not await anything else while it holds an event (the turn only emits it), so the timer can
+    only interrupt the wait for the model.
+    """
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
     iterator = aiter(events)
-    while True:
-        try:
-            async with asyncio.timeout(seconds):
+    last = loop.time()
+    expired = False
+    watchdog: list[asyncio.TimerHandle] = []  # the one pending timer
+
+    def check() -> None:
+        nonlocal expired
+        if loop.time() - last >= seconds:
+            expired = True
+            task.cancel()
+        else:
+            watchdog[0] = loop.call_at(last + seconds, check)
+
+    watchdog.append(loop.call_at(last + seconds, check))
+    try:
+        while True:
+            try:
                 event = await anext(iterator)
-        except StopAsyncIteration:
-            return
-        except TimeoutError:
-            raise ModelError(f"The model stopped responding (nothing for {seconds:g} s).", retryable=True) from None
-        yield event
+            except StopAsyncIteration:
+                return
+            except asyncio.CancelledError:
+                if expired and task.uncancel() == 0:
+                    raise ModelError(
+                        f"The model stopped responding (nothing for {seconds:g} s).", retryable=True
+                    ) from None
+                raise
+            last = loop.time()
+            yield event
+    finally:
+        watchdog[0].cancel()
 
 
 _CLIENT_SIDE = object()

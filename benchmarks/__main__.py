@@ -118,7 +118,9 @@ def main(argv: list[str] | None = None) -> int:
 def _main(args: argparse.Namespace) -> int:
     results = ROOT / "benchmarks" / "results"
     results.mkdir(parents=True, exist_ok=True)
-    name = args.output or ("latest" if not args.quick and args.only == list(SCENARIOS) else "partial")
+    # Only a whole run without a profiler attached is "latest": py-spy's sampling slows chatkeep down.
+    whole = not args.quick and not args.profile and args.only == list(SCENARIOS)
+    name = args.output or ("latest" if whole else "partial")
     logdir = results / "logs"
     shutil.rmtree(logdir, ignore_errors=True)
     logdir.mkdir()

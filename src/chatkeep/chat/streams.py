@@ -258,18 +258,9 @@ class StreamHub:
 
     # -- producing -------------------------------------------------------------------------------------------
 
-    async def open(self, *, thread_id: str, message_id: str, parent_id: str | None = None) -> LiveStream:
-        """A new live stream of the reply ``message_id`` (under ``parent_id`` in the thread's tree)."""
-        stream, row = self.prepare(thread_id=thread_id, message_id=message_id, parent_id=parent_id)
-        await self.log.create(
-            stream_id=row.id, thread_id=thread_id, message_id=message_id, owner=row.owner, parent_id=parent_id
-        )
-        self.adopt(stream)
-        return stream
-
     def prepare(self, *, thread_id: str, message_id: str, parent_id: str | None = None) -> tuple[LiveStream, NewStream]:
-        """A live stream not yet registered, and its row: insert the row (with the turn's prompt, say), then
-        :meth:`adopt` the stream. :meth:`open` does both in a transaction of its own."""
+        """A live stream not yet registered, and its row: insert the row (with the turn's prompt:
+        :meth:`ChatStore.write_messages`), then :meth:`adopt` the stream."""
         stream = LiveStream(generate_id("stream"), thread_id, message_id)
         return stream, NewStream(stream.id, message_id, self.owner, parent_id)
 

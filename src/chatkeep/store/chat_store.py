@@ -95,7 +95,6 @@ _MESSAGE_COLUMNS = (
     _M.c.id, _M.c.thread_id, _M.c.parent_id, _M.c.format, _M.c.role, _M.c.metadata, _M.c.content, _M.c.extra,
     _M.c.seq, _M.c.status, _M.c.created_at, _M.c.updated_at,
 )  # fmt: skip
-_PART_SELECT = tuple(_P.c[name] for name in ("message_id", *PART_COLUMNS))
 
 
 @dataclass(frozen=True, slots=True)
@@ -624,26 +623,19 @@ class ChatStore(Database):
         meanwhile fails the foreign key; both only send the write to :meth:`_upsert`.
         """
         now = _now()
-        args: list[Any] = [
-            thread_id, message_id, parent_id, format, columns["role"], _json_arg(columns["metadata_"]),
-            _json_arg(columns["content"]), _json_arg(columns["extra"]), status, now, user_id, True,
-            _pg_parts_document(part_rows),
-        ]  # fmt: skip
-        if stream is None:
-            args += [None, None, None, None]
-        else:
-            args += [stream.id, stream.message_id, stream.parent_id, stream.owner]
-        args.append(False)
-        # the first execution writes nothing: the values it needs are the user's id and "don't write"
-        set_caller_only = [None, None, None, None, None, None, None, None, None, now, user_id, False, "[]"]
-        set_caller_only += [None, None, None, None, False]
-        pipeline = [set_caller_only, args]
+        write = _pg_insert_args(
+            user_id, now, write=True, thread_id=thread_id, message_id=message_id, parent_id=parent_id, format=format,
+            role=columns["role"], metadata=_json_arg(columns["metadata_"]), content=_json_arg(columns["content"]),
+            extra=_json_arg(columns["extra"]), status=status, parts=_pg_parts_document(part_rows), stream=stream,
+        )  # fmt: skip
+        # the first execution writes nothing: it only sets the caller
+        pipeline = [_pg_insert_args(user_id, now), write]
         if create_thread and parent_id is None:
             # A new thread's first message: one more execution, between the two, creates the thread (under the
             # caller the first one set; the last one then finds it). Only for a root message: with the thread
             # created, the write can then only fail with an error, which undoes the whole pipeline, so a thread
             # is never left behind without the message that made it.
-            pipeline.insert(1, [thread_id, *set_caller_only[1:-1], True])
+            pipeline.insert(1, _pg_insert_args(user_id, now, thread_id=thread_id, create=True))
         async with self._pg_driver() as driver:
             try:
                 rows = await driver.fetchmany(_pg_insert_new_sql(), pipeline)
@@ -951,6 +943,32 @@ def _pg_record_type(column: str) -> str:
     if isinstance(kind, String | JSON):  # Text is a String
         return "text"
     raise TypeError(f"parts.{column}: no record type for {kind!r}")
+
+
+def _pg_insert_args(
+    user_id: str,
+    now: datetime,
+    *,
+    write: bool = False,
+    create: bool = False,
+    thread_id: str | None = None,
+    message_id: str | None = None,
+    parent_id: str | None = None,
+    format: str | None = None,
+    role: str | None = None,
+    metadata: str | None = None,
+    content: str | None = None,
+    extra: str | None = None,
+    status: str | None = None,
+    parts: str = "[]",
+    stream: NewStream | None = None,
+) -> list[Any]:
+    """The parameters of one execution of :func:`_pg_insert_new_sql`, in their order (``$1`` … ``$18``)."""
+    return [
+        thread_id, message_id, parent_id, format, role, metadata, content, extra, status, now, user_id, write, parts,
+        None if stream is None else stream.id, None if stream is None else stream.message_id,
+        None if stream is None else stream.parent_id, None if stream is None else stream.owner, create,
+    ]  # fmt: skip
 
 
 #: :func:`_pg_insert_new_sql`'s text for each user filter (one in production; the tests swap ``_owned``).

@@ -14,7 +14,7 @@ Input is assumed valid (see :mod:`chatkeep.protocol.messages`); this module only
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +24,6 @@ __all__ = [
     "PART_COLUMNS",
     "PART_READ_COLUMNS",
     "content_to_message_columns",
-    "message_columns_to_content",
     "message_content",
     "part_reader",
     "part_to_row",
@@ -170,22 +169,6 @@ def part_to_row(part: Mapping[str, Any], part_order: int) -> dict[str, Any]:
     return row
 
 
-def row_to_part(row: Mapping[str, Any]) -> dict[str, Any]:
-    """The part a row holds, key for key as it was written."""
-    part_type: str = row["type"]
-    family = _family(part_type)
-    part: dict[str, Any] = {"type": part_type}
-    required = _required_json(family, row.get("tool_state"))
-    for spec in _FAMILIES[family].values():
-        value = row[spec.column]
-        if value is not None or spec.key in required:
-            part[spec.key] = value
-    extra = row["extra"]
-    if extra:
-        part.update(extra)
-    return part
-
-
 #: How a part of one family (and, for tools, one state) is read from a row: ``(key, position, kept when null)``
 #: for each of the family's fields, in the family's order.
 _Plan = tuple[tuple[str, int, bool], ...]
@@ -199,11 +182,10 @@ def part_reader(columns: Sequence[str]) -> Callable[[Sequence[Any]], dict[str, A
     """A function from a part row read by position (``columns`` names each position and must hold every one of
     :data:`PART_READ_COLUMNS`) to its part.
 
-    It returns exactly what :func:`row_to_part` returns for the same row, key for key and in the same order, but
-    it is the hot loop of loading a thread (a quarter of its CPU went into ``row_to_part``), so the work per
-    family is done once here: each family's fields become ``(key, position, kept when null)`` and each row costs
-    one dict lookup of its type, then one index per field of its family (columns of other families are not
-    looked at).
+    The part comes back key for key as :func:`part_to_row` took it. This is the hot loop of loading a thread, so
+    the work per family is done once here: each family's fields become ``(key, position, kept when null)`` and
+    each row costs one dict lookup of its type, then one index per field of its family (columns of other
+    families are not looked at).
     """
     position = {name: index for index, name in enumerate(columns)}
     type_at, state_at, extra_at = position["type"], position["tool_state"], position["extra"]
@@ -243,6 +225,14 @@ def part_reader(columns: Sequence[str]) -> Callable[[Sequence[Any]], dict[str, A
     return read
 
 
+_read_by_name = part_reader(PART_READ_COLUMNS)
+
+
+def row_to_part(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The part a row (column name → value) holds, key for key as it was written (see :func:`part_reader`)."""
+    return _read_by_name([row[column] for column in PART_READ_COLUMNS])
+
+
 _MESSAGE_KEYS = ("role", "parts", "metadata")
 
 
@@ -256,13 +246,6 @@ def content_to_message_columns(content: Mapping[str, Any]) -> tuple[dict[str, An
     columns = {"role": content["role"], "metadata_": metadata, "extra": extra or None, "content": None}
     rows = [part_to_row(part, order) for order, part in enumerate(content["parts"])]
     return columns, rows
-
-
-def message_columns_to_content(
-    role: str, metadata: Any, extra: Mapping[str, Any] | None, parts: Iterable[Mapping[str, Any]]
-) -> dict[str, Any]:
-    """The ``content`` (UIMessage without ``id``) stored as ``role``/``metadata``/``extra`` and part rows."""
-    return message_content(role, metadata, extra, [row_to_part(row) for row in parts])
 
 
 def message_content(

@@ -247,20 +247,19 @@ class ChatService:
 
     async def _run(self, user_id: str, thread_id: str, message_id: str, plan: TurnPlan, live: LiveStream) -> None:
         assembler = MessageAssembler(message_id, base=plan.continued)
-        changed = asyncio.Event()
+        # With checkpoints, a task of their own, woken by ``changed`` and ended by ``ending`` (none without).
+        changed = ending = None
+        checkpoints: asyncio.Task[None] | None = None
+        if self.checkpoint_interval:
+            changed, ending = asyncio.Event(), asyncio.Event()
+            checkpoints = asyncio.create_task(self._checkpoints(user_id, thread_id, plan, assembler, changed, ending))
 
         def emit(chunk: dict[str, Any]) -> None:
             assembler.apply(chunk)
-            frame = encode_sse(chunk)
-            self.hub.emit(live, frame, frame[6:-2].decode())
-            changed.set()
+            self.hub.emit(live, encode_sse(chunk))
+            if changed is not None:
+                changed.set()
 
-        ending = asyncio.Event()
-        checkpoints = (
-            asyncio.create_task(self._checkpoints(user_id, thread_id, plan, assembler, changed, ending))
-            if self.checkpoint_interval
-            else None
-        )
         status: str | None = None
         try:
             emit({"type": "start", "messageId": message_id})
@@ -296,9 +295,9 @@ class ChatService:
             # Let a checkpoint being written finish rather than cancel it: writes run to their end even when
             # cancelled (store._db.uncancellable), and one committed after the final store would put back a partial
             # reply marked streaming.
-            ending.set()
-            changed.set()
-            if checkpoints is not None:
+            if checkpoints is not None and changed is not None and ending is not None:
+                ending.set()
+                changed.set()
                 try:
                     await checkpoints
                 except BaseException:

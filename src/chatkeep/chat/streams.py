@@ -22,8 +22,8 @@ import contextlib
 import logging
 import os
 import socket
+from array import array
 from collections.abc import AsyncIterator, Awaitable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
@@ -144,33 +144,79 @@ class RedisBroker:
         await self._redis.aclose()
 
 
-@dataclass(eq=False)
 class LiveStream:
-    """The frames of one reply in its producing process; readers follow it from any frame."""
+    """The frames of one reply in its producing process, as one byte buffer; readers follow it from its start.
 
-    id: str
-    thread_id: str
-    message_id: str
-    frames: list[bytes] = field(default_factory=list)
-    done: bool = False
-    #: why the producer was asked to end early: ``"stop"`` (a user) or ``"shutdown"`` (this process)
-    stop_reason: str | None = None
-    task: asyncio.Task[None] | None = None
-    finished: asyncio.Event = field(default_factory=asyncio.Event)
-    _changed: asyncio.Event = field(default_factory=asyncio.Event)
+    Invariants: :attr:`data` is every frame sent so far, in order, and ``ends[i]`` is where frame ``i`` ends in
+    it; the first :attr:`chunks` frames are the reply's chunks (what the chunk log holds), and once :attr:`done`
+    the last frame is ``[DONE]`` and nothing is added. The first :attr:`logged` chunks are in the chunk log (the
+    hub's bookkeeping).
+
+    One buffer instead of a list of frames: a frame costs its bytes and an offset, not an object of its own plus
+    a copy of its JSON waiting for the next flush (the log's rows are cut from the buffer when they are written),
+    and a reader that falls behind is sent everything new in one write. A waiting reader waits on a future of its own, resolved by the next change.
+    """
+
+    __slots__ = ("id", "thread_id", "message_id", "data", "ends", "logged", "done", "stop_reason", "task", "_waiters",
+                 "_closed")  # fmt: skip
+
+    def __init__(self, id: str, thread_id: str, message_id: str) -> None:
+        self.id = id
+        self.thread_id = thread_id
+        self.message_id = message_id
+        self.data = bytearray()
+        self.ends = array("L")
+        self.logged = 0
+        self.done = False
+        #: why the producer was asked to end early: ``"stop"`` (a user) or ``"shutdown"`` (this process)
+        self.stop_reason: str | None = None
+        self.task: asyncio.Task[None] | None = None
+        self._waiters: list[asyncio.Future[None]] = []
+        self._closed: asyncio.Future[None] | None = None
+
+    def __repr__(self) -> str:
+        return f"LiveStream({self.id!r}, thread_id={self.thread_id!r}, frames={len(self.ends)}, done={self.done})"
+
+    @property
+    def chunks(self) -> int:
+        """How many of the frames are chunks (all but a final ``[DONE]``)."""
+        return len(self.ends) - 1 if self.done else len(self.ends)
 
     def append(self, frame: bytes) -> None:
-        self.frames.append(frame)
+        """Add one chunk's frame (``data: <json>\\n\\n``)."""
+        self.data += frame
+        self.ends.append(len(self.data))
         self._wake()
+
+    def chunk_json(self, index: int) -> str:
+        """The JSON text of chunk ``index`` (its frame without ``data: `` and the blank line)."""
+        start = self.ends[index - 1] if index else 0
+        return self.data[start + 6 : self.ends[index] - 2].decode()
 
     def close(self) -> None:
+        """End the stream: ``[DONE]`` for its readers."""
+        if self.done:
+            return
+        self.data += DONE
+        self.ends.append(len(self.data))
         self.done = True
         self._wake()
-        self.finished.set()
+        if self._closed is not None and not self._closed.done():
+            self._closed.set_result(None)
+
+    async def wait_closed(self) -> None:
+        if self.done:
+            return
+        if self._closed is None:
+            self._closed = asyncio.get_running_loop().create_future()
+        await asyncio.shield(self._closed)
 
     def _wake(self) -> None:
-        changed, self._changed = self._changed, asyncio.Event()
-        changed.set()
+        if self._waiters:
+            waiters, self._waiters = self._waiters, []
+            for waiter in waiters:
+                if not waiter.done():  # a reader cancelled meanwhile cancelled its own future
+                    waiter.set_result(None)
 
     def request_stop(self, reason: str) -> None:
         if self.stop_reason is None:
@@ -178,16 +224,22 @@ class LiveStream:
         if self.task is not None and not self.task.done():
             self.task.cancel()
 
-    async def follow(self, start: int = 0) -> AsyncIterator[bytes]:
-        index = start
+    async def follow(self) -> AsyncIterator[bytes]:
+        """Every byte of the stream from its first frame, live, until ``[DONE]``: what is new each time it is
+        awaited (one frame, or several when the reader fell behind)."""
+        sent = 0
         while True:
-            changed = self._changed
-            while index < len(self.frames):
-                yield self.frames[index]
-                index += 1
+            size = len(self.data)
+            if sent < size:
+                chunk = bytes(self.data[sent:size])
+                sent = size
+                yield chunk
+                continue
             if self.done:
                 return
-            await changed.wait()
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            await waiter
 
 
 class StreamHub:
@@ -211,11 +263,11 @@ class StreamHub:
         self.heartbeat_interval = heartbeat_interval
         self.stale_after = stale_after
         self.live: dict[str, LiveStream] = {}
-        self._pending: list[tuple[str, int, str]] = []
+        #: the streams with chunks not yet in the log (ended ones too), in the order they first had one
+        self._dirty: dict[str, LiveStream] = {}
         #: ends (stream id → status) not yet written: the flusher writes each after the stream's last chunk
         self._ending: dict[str, str] = {}
         self._log_down = False
-        self._counts: dict[str, int] = {}
         self._flush_lock = asyncio.Lock()
         self._last_heartbeat = datetime.now(UTC)
         self._flusher: asyncio.Task[None] | None = None
@@ -267,19 +319,16 @@ class StreamHub:
     def adopt(self, stream: LiveStream) -> None:
         """Start publishing ``stream``, whose row is stored."""
         self.live[stream.id] = stream
-        self._counts[stream.id] = 0
         self._ensure_flusher()
 
     def _ensure_flusher(self) -> None:
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush_loop())
 
-    def emit(self, stream: LiveStream, frame: bytes, chunk_json: str) -> None:
-        """Publish one chunk: to this process's readers now, to the log at the next flush."""
+    def emit(self, stream: LiveStream, frame: bytes) -> None:
+        """Publish one chunk (its SSE frame): to this process's readers now, to the log at the next flush."""
         stream.append(frame)
-        seq = self._counts[stream.id]
-        self._counts[stream.id] = seq + 1
-        self._pending.append((stream.id, seq, chunk_json))
+        self._dirty[stream.id] = stream
 
     async def finish(self, stream: LiveStream, status: str) -> None:
         """End the stream: every chunk is in the log before its status says it ended.
@@ -297,7 +346,7 @@ class StreamHub:
             )
         finally:
             self._close_locally(stream)
-            if self._ending or self._pending:
+            if self._ending or self._dirty:
                 self._ensure_flusher()
         await self.broker.notify(stream.id)
 
@@ -312,18 +361,21 @@ class StreamHub:
         self._close_locally(stream)
 
     def _close_locally(self, stream: LiveStream) -> None:
-        if not stream.done:
-            stream.append(DONE)
-            stream.close()
+        stream.close()
         self.live.pop(stream.id, None)
-        self._counts.pop(stream.id, None)
 
     async def flush(self) -> None:
         """Write the pending chunks of every stream (and the live streams' heartbeats) in one transaction, then the
         pending stream ends. On failure nothing is lost: the rows and ends stay pending, in order, for the next
         try."""
         async with self._flush_lock:
-            rows, self._pending = self._pending, []
+            dirty, self._dirty = self._dirty, {}
+            marks = {stream: stream.chunks for stream in dirty.values()}  # what this batch writes, per stream
+            rows = [
+                (stream.id, seq, stream.chunk_json(seq))
+                for stream, mark in marks.items()
+                for seq in range(stream.logged, mark)
+            ]
             now = datetime.now(UTC)
             beat = now - self._last_heartbeat >= timedelta(seconds=self.heartbeat_interval)
             heartbeat = list(self.live) if beat else []
@@ -343,8 +395,10 @@ class StreamHub:
                     rows = await self._not_yet_stored(rows)
                     stopped = await self.log.append(rows, heartbeat, watch=list(self.live), ends=ends)
             except Exception:
-                self._pending[:0] = rows  # keep them for the next try
+                self._dirty = {**dirty, **self._dirty}  # written by the next try, first
                 raise
+            for stream, mark in marks.items():
+                stream.logged = mark
             for stream_id in ends:
                 self._ending.pop(stream_id, None)
             if beat:
@@ -367,7 +421,7 @@ class StreamHub:
     async def _flush_loop(self) -> None:
         """Runs while this process has live streams or anything left to write (so an idle process has no
         background work). Survives any failure: what could not be written is tried again next time."""
-        while self.live or self._pending or self._ending:
+        while self.live or self._dirty or self._ending:
             await asyncio.sleep(self.flush_interval)
             try:
                 await self.flush()
@@ -455,7 +509,7 @@ class StreamHub:
             live = self.live.get(info.id)
             if live is not None:
                 live.request_stop("stop")
-                waits.append(live.finished.wait())
+                waits.append(live.wait_closed())
             else:
                 remote.append(info.id)
         if remote:

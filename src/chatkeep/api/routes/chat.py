@@ -12,12 +12,11 @@ from chatkeep.api.auth import CurrentUser
 from chatkeep.api.body import ChatkeepRoute
 from chatkeep.api.deps import ChatDep, SettingsDep, StoreDep, ThreadIdPath
 from chatkeep.api.limits import check_message_size
-from chatkeep.api.responses import json_response
+from chatkeep.api.responses import EventStreamResponse, json_response
 from chatkeep.api.routes._ids import check_new_id
 from chatkeep.api.schemas import ErrorBody, Id
 from chatkeep.errors import InvalidInput, PayloadTooLarge, ValidationIssue
 from chatkeep.protocol.messages import parse_ui_message
-from chatkeep.protocol.stream import UI_MESSAGE_STREAM_HEADERS
 
 __all__ = ["ChatRequest", "router"]
 
@@ -83,7 +82,7 @@ async def chat(body: ChatRequest, service: ChatDep, settings: SettingsDep, user:
             raise InvalidInput([issue])
         seen.add(item["id"])
     turn = await service.start(user, body.id, messages=body.messages, message=body.message, trigger=body.trigger)
-    return StreamingResponse(turn.sse(), headers=dict(UI_MESSAGE_STREAM_HEADERS))
+    return EventStreamResponse(turn.sse())
 
 
 @router.get("/{thread_id}/messages", summary="The active branch as UIMessages, for useChat({messages})")
@@ -110,7 +109,7 @@ async def resume(thread_id: ThreadIdPath, service: ChatDep, user: CurrentUser) -
     stream = await service.follow(user, thread_id)
     if stream is None:
         return Response(status_code=204)
-    return StreamingResponse(stream, headers=dict(UI_MESSAGE_STREAM_HEADERS))
+    return EventStreamResponse(stream)
 
 
 @router.post("/{thread_id}/stop", status_code=204, summary="Stop the reply being generated")

@@ -201,10 +201,25 @@ class Database:
         if self.dialect != "postgresql":
             rows: Sequence[Mapping[str, Any]] = (await conn.execute(query)).mappings().all()
             return rows
-        # Compiling costs about 0.4 ms a statement, its cache key a sixth of that: like SQLAlchemy's own execute
-        # path (which this one bypasses), reuse the compiled form of a statement of the same shape, kept in the
-        # engine's compiled cache (a bounded LRU) under a key of our own, and take this statement's values from
-        # its cache key. Not for statements with values rendered into the SQL (IN lists, literal_execute).
+        sql, params = self._compile_pg(query)
+        raw = await conn.get_raw_connection()
+        driver: Any = raw.driver_connection
+        return cast("Sequence[Mapping[str, Any]]", await driver.fetch(sql, *params))
+
+    def _compile_pg(self, query: Any) -> tuple[str, list[Any]]:
+        """PostgreSQL only: ``query`` as asyncpg runs it, its SQL (``$1``…) and its values in that order; see
+        :meth:`_compile_pg_named` for the names of the values."""
+        sql, names, values = self._compile_pg_named(query)
+        return sql, [values[name] for name in names]
+
+    def _compile_pg_named(self, query: Any) -> tuple[str, Sequence[str], Mapping[str, Any]]:
+        """PostgreSQL only: ``query``'s SQL, the name of each of its positional parameters, and their values.
+
+        Compiling costs about 0.4 ms a statement, its cache key a sixth of that: like SQLAlchemy's own execute
+        path (which the callers bypass), reuse the compiled form of a statement of the same shape, kept in the
+        engine's compiled cache (a bounded LRU) under a key of our own, and take this statement's values from
+        its cache key. Not for statements with values rendered into the SQL (IN lists, literal_execute).
+        """
         cache_key = query._generate_cache_key()
         cache = self.engine.sync_engine._compiled_cache
         compiled: Any
@@ -220,10 +235,7 @@ class Database:
                 )
                 cache[entry] = compiled
             values = compiled.construct_params(extracted_parameters=cache_key.bindparams)
-        params = [values[name] for name in compiled.positiontup or ()]
-        raw = await conn.get_raw_connection()
-        driver: Any = raw.driver_connection
-        return cast("Sequence[Mapping[str, Any]]", await driver.fetch(str(compiled), *params))
+        return str(compiled), compiled.positiontup or (), values
 
     def _insert_ignoring_conflicts(self, table: Any) -> Any:
         dialect_insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert

@@ -34,14 +34,22 @@ from sqlalchemy import (
     String,
     Table,
     and_,
+    bindparam,
     delete,
+    exists,
+    func,
     insert,
     literal_column,
+    null,
     or_,
     select,
     text,
     tuple_,
+    union_all,
     update,
+)
+from sqlalchemy import (
+    cast as cast_,
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -752,8 +760,7 @@ class ChatStore(Database):
     # -- messages: reads ----------------------------------------------------------------------------------
 
     async def get_message(self, user_id: str, thread_id: str, message_id: str) -> StoredMessage:
-        async with self._read(user_id) as conn:
-            messages, _ = await self._load_owned(conn, user_id, thread_id, _M.c.id == message_id)
+        messages, _ = await self._read_owned(user_id, thread_id, _M.c.id == message_id)
         if not messages:
             raise MessageNotFound(thread_id, message_id)
         return messages[0]
@@ -783,10 +790,9 @@ class ChatStore(Database):
             conditions.append(_M.c.seq > last_seq)
         if format is not None:
             conditions.append(_M.c.format == format)
-        async with self._read(user_id) as conn:
-            messages, _ = await self._load_owned(
-                conn, user_id, thread_id, and_(True, *conditions), limit=None if limit is None else limit + 1
-            )
+        messages, _ = await self._read_owned(
+            user_id, thread_id, and_(True, *conditions), limit=None if limit is None else limit + 1
+        )
         cursor = None
         if limit is not None and len(messages) > limit:
             messages = messages[:limit]
@@ -795,8 +801,7 @@ class ChatStore(Database):
 
     async def load_tree(self, user_id: str, thread_id: str) -> MessageTree:
         """Every message of the thread with the active leaf: enough to draw every branch."""
-        async with self._read(user_id) as conn:
-            messages, head_id = await self._load_owned(conn, user_id, thread_id, None)
+        messages, head_id = await self._read_owned(user_id, thread_id, None)
         return MessageTree(messages, head_id)
 
     async def active_branch(self, user_id: str, thread_id: str) -> list[dict[str, Any]]:
@@ -807,6 +812,46 @@ class ChatStore(Database):
         """
         tree = await self.load_tree(user_id, thread_id)
         return [m.ui_message() for m in tree.branch() if is_ai_sdk_format(m.format) and m.status != "streaming"]
+
+    async def _read_owned(
+        self, user_id: str, thread_id: str, condition: Any, *, limit: int | None = None
+    ) -> tuple[list[StoredMessage], str | None]:
+        """:meth:`_load_owned` in a read transaction of its own: one round trip on PostgreSQL
+        (:meth:`_load_owned_pg`)."""
+        if self.dialect == "postgresql":
+            return await self._load_owned_pg(user_id, thread_id, condition, limit=limit)
+        async with self._read(user_id) as conn:
+            return await self._load_owned(conn, user_id, thread_id, condition, limit=limit)
+
+    async def _load_owned_pg(
+        self, user_id: str, thread_id: str, condition: Any, *, limit: int | None = None
+    ) -> tuple[list[StoredMessage], str | None]:
+        """:meth:`_load_owned` on PostgreSQL in one round trip, where a read transaction took five (``BEGIN``, the
+        caller, the messages, their parts, ``COMMIT``): one statement (:func:`_pg_load_statement`) executed twice
+        in one pipeline (asyncpg's ``fetchmany``, one implicit transaction), as the one-round-trip writes are. The
+        first execution only sets the caller for row-level security; the second returns the thread's row (none:
+        not the user's thread), then the messages, then their parts, all from one snapshot."""
+        sql, names, values = self._compile_pg_named(_pg_load_statement(thread_id, user_id, condition, limit))
+        reading = [values[name] for name in names]
+        calling = [False if name == _PG_LOAD_READ else value for name, value in zip(names, reading, strict=True)]
+        async with self._pg_driver() as driver:
+            rows = await driver.fetchmany(sql, [calling, reading])
+        head_id: str | None = None
+        found = False
+        message_rows: list[Sequence[Any]] = []
+        parts: defaultdict[str, list[dict[str, Any]]] = defaultdict(list)
+        read = _read_load_part
+        for row in rows:
+            kind = row[0]
+            if kind == _LOAD_MESSAGE:
+                message_rows.append(row)
+            elif kind == _LOAD_PART:
+                parts[row[_LOAD_PART_AT]].append(read(row))
+            elif kind == _LOAD_THREAD:
+                found, head_id = True, row[_LOAD_HEAD_AT]
+        if not found:
+            raise ThreadNotFound(thread_id)
+        return _stored_messages(thread_id, message_rows, parts, offset=_LOAD_MESSAGE_AT), head_id
 
     async def _load_owned(
         self, conn: AsyncConnection, user_id: str, thread_id: str, condition: Any, *, limit: int | None = None
@@ -861,19 +906,8 @@ class ChatStore(Database):
             read = _read_part
             for part in await self._fetch_rows(conn, part_query):
                 parts[part[0]].append(read(part))  # _PART_READ starts with message_id
-        out = []
-        for row in rows:
-            content = row[_AT_CONTENT]
-            if content is None:
-                found = parts.get(row[_AT_ID])
-                content = message_content(row[_AT_ROLE], row[_AT_METADATA], row[_AT_EXTRA], found or [])
-            message = StoredMessage(
-                row[_AT_ID], thread_id, row[_AT_PARENT_ID], row[_AT_FORMAT], content, row[_AT_SEQ],
-                row[_AT_CREATED_AT], row[_AT_UPDATED_AT], row[_AT_STATUS],
-            )  # fmt: skip
-            out.append(message)
         head_id = rows[0][len(_LOAD_COLUMNS)] if owner is not None and rows else None
-        return out, head_id
+        return _stored_messages(thread_id, rows, parts), head_id
 
     async def _fetch_rows(self, conn: AsyncConnection, query: Any) -> Sequence[Sequence[Any]]:
         """The rows of ``query``, read by position (in the order of its columns). On PostgreSQL these are asyncpg's
@@ -893,6 +927,93 @@ _AT_STATUS, _AT_CREATED_AT, _AT_UPDATED_AT = _AT["status"], _AT["created_at"], _
 #: orders by it), and the function that reads it.
 _PART_READ = tuple(_P.c[name] for name in ("message_id", *PART_READ_COLUMNS))
 _read_part = part_reader([column.name for column in _PART_READ])
+
+
+def _stored_messages(
+    thread_id: str, rows: Sequence[Sequence[Any]], parts: Mapping[str, list[dict[str, Any]]], *, offset: int = 0
+) -> list[StoredMessage]:
+    """The messages of ``rows`` (the columns of :data:`_LOAD_COLUMNS` from position ``offset``), those stored as
+    part rows with their ``parts`` (message id → parts, in order)."""
+    at_id, at_parent_id, at_format, at_role = (_AT_ID + offset, _AT_PARENT_ID + offset, _AT_FORMAT + offset,
+                                               _AT_ROLE + offset)  # fmt: skip
+    at_metadata, at_content, at_extra = _AT_METADATA + offset, _AT_CONTENT + offset, _AT_EXTRA + offset
+    at_seq, at_status = _AT_SEQ + offset, _AT_STATUS + offset
+    at_created_at, at_updated_at = _AT_CREATED_AT + offset, _AT_UPDATED_AT + offset
+    out = []
+    for row in rows:
+        content = row[at_content]
+        if content is None:
+            found = parts.get(row[at_id])
+            content = message_content(row[at_role], row[at_metadata], row[at_extra], found or [])
+        message = StoredMessage(
+            row[at_id], thread_id, row[at_parent_id], row[at_format], content, row[at_seq],
+            row[at_created_at], row[at_updated_at], row[at_status],
+        )  # fmt: skip
+        out.append(message)
+    return out
+
+
+#: The row kinds of :func:`_pg_load_statement`, in the order its rows come.
+_LOAD_CALLER, _LOAD_THREAD, _LOAD_MESSAGE, _LOAD_PART = 0, 1, 2, 3
+#: Its parameter that says whether the execution reads (else it only sets the caller).
+_PG_LOAD_READ = "chatkeep_read"
+#: Where its columns are: the kind and the sort key, the message columns, the thread's head, the part columns.
+_LOAD_MESSAGE_AT = 2
+_LOAD_HEAD_AT = _LOAD_MESSAGE_AT + len(_LOAD_COLUMNS)
+_LOAD_PART_AT = _LOAD_HEAD_AT + 1
+_read_load_part = part_reader(
+    ["kind", "key", *(f"m.{column.name}" for column in _LOAD_COLUMNS), "head_id", *(c.name for c in _PART_READ)]
+)
+
+
+def _pg_load_statement(thread_id: str, user_id: str, condition: Any, limit: int | None) -> Any:
+    """PostgreSQL: the statement of :meth:`ChatStore._load_owned_pg`, one ``UNION ALL`` of rows of four kinds
+    (:data:`_LOAD_CALLER` …), each with every column of the others (``NULL`` where not its own), ordered by kind,
+    then by ``seq`` (messages) or ``part_order`` (parts).
+
+    * The caller row, only when :data:`_PG_LOAD_READ` is false: it sets the caller (``set_caller``'s two
+      settings, transaction-local), which the rows of the next execution are filtered by.
+    * The thread's row, if it is the user's (:func:`_owned`), with its active leaf.
+    * The messages meeting ``condition`` (at most ``limit``, in ``seq`` order), of that thread only.
+    * The parts of those messages (of every message of the thread when there is neither condition nor limit).
+    """
+    read = bindparam(_PG_LOAD_READ, True, type_=Boolean)
+    caller = select(
+        func.set_config("chatkeep.user_id", user_id, True).label("user_id"),
+        func.set_config("chatkeep.system", "off", True).label("system"),
+    ).cte("caller")
+    thread = select(_T.c.head_id).where(read, _T.c.id == thread_id, _owned(user_id)).cte("thread")
+    owned = exists(select(thread.c.head_id))
+    messages = select(*_LOAD_COLUMNS).where(_M.c.thread_id == thread_id, owned)
+    if condition is not None:
+        messages = messages.where(condition)
+    if limit is not None:
+        messages = messages.order_by(_M.c.seq).limit(limit)
+    chosen = messages.cte("chosen")
+    of_chosen: ColumnElement[bool] = (
+        owned
+        if condition is None and limit is None
+        else _P.c.message_id.in_(select(chosen.c.id).where(chosen.c.content.is_(None)))
+    )
+    # typed NULLs: PostgreSQL resolves a UNION's column types a pair of branches at a time, so two untyped NULLs
+    # would become text
+    no_message = [cast_(null(), column.type).label(f"m_{column.name}") for column in _LOAD_COLUMNS]
+    no_part = [cast_(null(), column.type).label(f"p_{column.name}") for column in _PART_READ]
+    no_key, no_head = cast_(null(), _M.c.seq.type), cast_(null(), _T.c.head_id.type)
+
+    def kind(value: int) -> Any:
+        return literal_column(str(value))
+
+    return union_all(
+        select(kind(_LOAD_CALLER).label("kind"), no_key.label("key"), *no_message, caller.c.user_id, *no_part).where(
+            ~read
+        ),
+        select(kind(_LOAD_THREAD), no_key, *no_message, thread.c.head_id, *no_part),
+        select(kind(_LOAD_MESSAGE), chosen.c.seq, *chosen.c, no_head, *no_part),
+        select(kind(_LOAD_PART), _P.c.part_order, *no_message, no_head, *_PART_READ).where(
+            _P.c.thread_id == thread_id, of_chosen
+        ),
+    ).order_by(literal_column("kind"), literal_column("key"))
 
 
 def _thread_from_values(values: Mapping[str, Any]) -> Thread:

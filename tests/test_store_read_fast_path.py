@@ -11,7 +11,7 @@ from sqlalchemy import true
 
 from chatkeep.errors import MessageNotFound, ThreadNotFound
 from chatkeep.store import ChatStore
-from chatkeep.store.chat_store import _M
+from chatkeep.store.chat_store import _Filter
 from tests.test_store_append_fast_path import EVERY_PART
 
 
@@ -34,9 +34,9 @@ def _text(value: str, role: str = "user") -> dict[str, Any]:
     return {"role": role, "parts": [{"type": "text", "text": value}]}
 
 
-async def _general(store: ChatStore, user: str, thread_id: str, condition: Any, limit: int | None = None) -> Any:
+async def _general(store: ChatStore, user: str, thread_id: str, wanted: _Filter, limit: int | None = None) -> Any:
     async with store.general_read(user) as conn:  # type: ignore[attr-defined]
-        return await store._load_owned(conn, user, thread_id, condition, limit=limit)
+        return await store._load_owned(conn, user, thread_id, wanted.condition(), limit=limit)
 
 
 async def test_loads_take_it_and_match_the_general_path(pg_store: ChatStore) -> None:
@@ -56,7 +56,7 @@ async def test_loads_take_it_and_match_the_general_path(pg_store: ChatStore) -> 
     tree = await store.load_tree("alice", thread.id)
     assert [m.id for m in tree.messages] == ["q1", "a1", "q2", "o", "s", "q1b"]
     assert tree.head_id == "q1b"
-    assert (tree.messages, tree.head_id) == await _general(store, "alice", thread.id, None)
+    assert (tree.messages, tree.head_id) == await _general(store, "alice", thread.id, _Filter())
     assert tree.messages[1].content == EVERY_PART and list(tree.messages[1].content) == list(EVERY_PART)
 
     page = await store.list_messages("alice", thread.id, limit=2)
@@ -65,16 +65,23 @@ async def test_loads_take_it_and_match_the_general_path(pg_store: ChatStore) -> 
     assert [m.id for m in rest.items] == ["q2", "o", "q1b"]  # the streaming reply is left out
     everything = await store.list_messages("alice", thread.id, include_streaming=True, format="ai-sdk/v6")
     assert [m.id for m in everything.items] == ["q1", "a1", "q2", "s", "q1b"]
-    for condition, limit in [(_M.c.seq > 2, 2), (_M.c.id == "a1", None), (_M.c.format == "aui/v0", 5)]:
-        fast = await store._read_owned("alice", thread.id, condition, limit=limit)
-        assert fast == await _general(store, "alice", thread.id, condition, limit)
-        assert fast[0]
+    for wanted, limit in [
+        (_Filter(after_seq=2), 2),
+        (_Filter(message_id="a1"), None),
+        (_Filter(format="aui/v0", exclude_streaming=True), 5),
+        (_Filter(after_seq=1, format="ai-sdk/v6", exclude_streaming=True), None),
+        (_Filter(message_id="s", exclude_streaming=True), 1),
+        (_Filter(exclude_streaming=True), None),
+    ]:
+        fast = await store._read_owned("alice", thread.id, wanted, limit=limit)
+        assert fast == await _general(store, "alice", thread.id, wanted, limit)
+        assert fast[0] or wanted.message_id == "s"
     assert (await store.get_message("alice", thread.id, "a1")).content == EVERY_PART
     with pytest.raises(MessageNotFound):
         await store.get_message("alice", thread.id, "nope")
 
     empty, _ = await store.create_thread("alice")
-    assert await store._read_owned("alice", empty.id, None) == ([], None)
+    assert await store._read_owned("alice", empty.id, _Filter()) == ([], None)
     assert await store.active_branch("alice", thread.id) == [{"id": "q1b", **_text("edited")}]
 
 

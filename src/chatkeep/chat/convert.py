@@ -63,36 +63,37 @@ def to_model_messages(messages: Sequence[Mapping[str, Any]]) -> list[ModelMessag
 
 
 def _assistant(parts: Sequence[Mapping[str, Any]]) -> list[ModelMessage]:
+    """One pass over the parts: each ``step-start`` closes a block (its assistant message, then its results)."""
     out: list[ModelMessage] = []
-    blocks: list[list[Mapping[str, Any]]] = [[]]
+    content: list[ContentPart] = []
+    results: list[ContentPart] = []
     for part in parts:
-        if part["type"] == "step-start":
-            blocks.append([])
-        else:
-            blocks[-1].append(part)
-    for block in blocks:
-        content: list[ContentPart] = []
-        results: list[ContentPart] = []
-        for part in block:
-            kind = part["type"]
-            name = tool_name(part)
-            if kind == "text":
-                content.append(TextContent(part["text"]))
-            elif kind == "reasoning":
-                content.append(ReasoningContent(part["text"]))
-            elif name is not None and part.get("state") in _DONE_STATES:
-                state = part["state"]
-                call_input = part.get("input", part.get("rawInput"))
-                content.append(ToolCallContent(part["toolCallId"], name, call_input))
-                if state == "output-available":
-                    results.append(ToolResultContent(part["toolCallId"], name, part.get("output")))
-                elif state == "output-error":
-                    results.append(ToolResultContent(part["toolCallId"], name, part["errorText"], is_error=True))
-                else:
-                    reason = (part.get("approval") or {}).get("reason") or "Tool call execution denied."
-                    results.append(ToolResultContent(part["toolCallId"], name, reason, is_error=True))
-        if content:
-            out.append(ModelMessage("assistant", content))
-        if results:
-            out.append(ModelMessage("tool", results))
+        kind = part["type"]
+        if kind == "text":
+            content.append(TextContent(part["text"]))
+        elif kind == "reasoning":
+            content.append(ReasoningContent(part["text"]))
+        elif kind == "step-start":
+            _close_block(out, content, results)
+            content, results = [], []
+        elif (kind == "dynamic-tool" or kind.startswith("tool-")) and part.get("state") in _DONE_STATES:
+            name = tool_name(part) or ""
+            state = part["state"]
+            call_id = part["toolCallId"]
+            content.append(ToolCallContent(call_id, name, part.get("input", part.get("rawInput"))))
+            if state == "output-available":
+                results.append(ToolResultContent(call_id, name, part.get("output")))
+            elif state == "output-error":
+                results.append(ToolResultContent(call_id, name, part["errorText"], is_error=True))
+            else:
+                reason = (part.get("approval") or {}).get("reason") or "Tool call execution denied."
+                results.append(ToolResultContent(call_id, name, reason, is_error=True))
+    _close_block(out, content, results)
     return out
+
+
+def _close_block(out: list[ModelMessage], content: list[ContentPart], results: list[ContentPart]) -> None:
+    if content:
+        out.append(ModelMessage("assistant", content))
+    if results:
+        out.append(ModelMessage("tool", results))

@@ -154,7 +154,8 @@ class LiveStream:
 
     One buffer instead of a list of frames: a frame costs its bytes and an offset, not an object of its own plus
     a copy of its JSON waiting for the next flush (the log's rows are cut from the buffer when they are written),
-    and a reader that falls behind is sent everything new in one write. A waiting reader waits on a future of its own, resolved by the next change.
+    and a reader that falls behind is sent everything new in one write. A waiting reader waits on a future of
+    its own, resolved by the next change.
     """
 
     __slots__ = ("id", "thread_id", "message_id", "data", "ends", "logged", "done", "stop_reason", "task", "_waiters",

@@ -761,7 +761,7 @@ class ChatStore(Database):
     # -- messages: reads ----------------------------------------------------------------------------------
 
     async def get_message(self, user_id: str, thread_id: str, message_id: str) -> StoredMessage:
-        messages, _ = await self._read_owned(user_id, thread_id, _M.c.id == message_id)
+        messages, _ = await self._read_owned(user_id, thread_id, _Filter(message_id=message_id))
         if not messages:
             raise MessageNotFound(thread_id, message_id)
         return messages[0]
@@ -783,17 +783,9 @@ class ChatStore(Database):
         while it streams gets it by resuming the stream, and must not get it twice.
         """
         _check_limit(limit)
-        conditions = []
-        if not include_streaming:
-            conditions.append(or_(_M.c.status.is_(None), _M.c.status != "streaming"))
-        if after is not None:
-            (last_seq,) = _decode_cursor(after, (int,))
-            conditions.append(_M.c.seq > last_seq)
-        if format is not None:
-            conditions.append(_M.c.format == format)
-        messages, _ = await self._read_owned(
-            user_id, thread_id, and_(True, *conditions), limit=None if limit is None else limit + 1
-        )
+        after_seq = None if after is None else _decode_cursor(after, (int,))[0]
+        wanted = _Filter(after_seq=after_seq, format=format, exclude_streaming=not include_streaming)
+        messages, _ = await self._read_owned(user_id, thread_id, wanted, limit=None if limit is None else limit + 1)
         cursor = None
         if limit is not None and len(messages) > limit:
             messages = messages[:limit]
@@ -802,7 +794,7 @@ class ChatStore(Database):
 
     async def load_tree(self, user_id: str, thread_id: str) -> MessageTree:
         """Every message of the thread with the active leaf: enough to draw every branch."""
-        messages, head_id = await self._read_owned(user_id, thread_id, None)
+        messages, head_id = await self._read_owned(user_id, thread_id, _Filter())
         return MessageTree(messages, head_id)
 
     async def active_branch(self, user_id: str, thread_id: str) -> list[dict[str, Any]]:
@@ -815,26 +807,28 @@ class ChatStore(Database):
         return [m.ui_message() for m in tree.branch() if is_ai_sdk_format(m.format) and m.status != "streaming"]
 
     async def _read_owned(
-        self, user_id: str, thread_id: str, condition: Any, *, limit: int | None = None
+        self, user_id: str, thread_id: str, wanted: _Filter, *, limit: int | None = None
     ) -> tuple[list[StoredMessage], str | None]:
-        """:meth:`_load_owned` in a read transaction of its own: one round trip on PostgreSQL
-        (:meth:`_load_owned_pg`)."""
+        """:meth:`_load_owned` of the ``wanted`` messages in a read transaction of its own: one round trip on
+        PostgreSQL (:meth:`_load_owned_pg`)."""
         if self.dialect == "postgresql":
-            return await self._load_owned_pg(user_id, thread_id, condition, limit=limit)
+            return await self._load_owned_pg(user_id, thread_id, wanted, limit=limit)
         async with self._read(user_id) as conn:
-            return await self._load_owned(conn, user_id, thread_id, condition, limit=limit)
+            return await self._load_owned(conn, user_id, thread_id, wanted.condition(), limit=limit)
 
     async def _load_owned_pg(
-        self, user_id: str, thread_id: str, condition: Any, *, limit: int | None = None
+        self, user_id: str, thread_id: str, wanted: _Filter, *, limit: int | None = None
     ) -> tuple[list[StoredMessage], str | None]:
         """:meth:`_load_owned` on PostgreSQL in one round trip, where a read transaction took five (``BEGIN``, the
         caller, the messages, their parts, ``COMMIT``): one statement (:func:`_pg_load_statement`) executed twice
         in one pipeline (asyncpg's ``fetchmany``, one implicit transaction), as the one-round-trip writes are. The
         first execution only sets the caller for row-level security; the second returns the thread's row (none:
         not the user's thread), then the messages, then their parts, all from one snapshot."""
-        sql, names, values = self._compile_pg_named(_pg_load_statement(thread_id, user_id, condition, limit))
-        reading = [values[name] for name in names]
-        calling = [False if name == _PG_LOAD_READ else value for name, value in zip(names, reading, strict=True)]
+        template = _pg_load_template(self.engine.dialect, wanted.shape, limit is not None)
+        values = {_LOAD_THREAD_ID: thread_id, _LOAD_USER_ID: user_id, _LOAD_LIMIT: limit, **wanted.values()}
+        reading = template.arguments(values, read=True)
+        calling = template.arguments(values, read=False)
+        sql = template.sql
         async with self._pg_driver() as driver:
             rows = await driver.fetchmany(sql, [calling, reading])
         head_id: str | None = None
@@ -975,7 +969,98 @@ _read_load_part = part_reader(
 )
 
 
-def _pg_load_statement(thread_id: str, user_id: str, condition: Any, limit: int | None) -> Any:
+@dataclass(frozen=True, slots=True)
+class _Filter:
+    """Which of a thread's messages a read wants (every one by default): one message, those after a ``seq``, of
+    a format, or all but replies still streaming."""
+
+    message_id: str | None = None
+    after_seq: int | None = None
+    format: str | None = None
+    exclude_streaming: bool = False
+
+    @property
+    def shape(self) -> tuple[bool, bool, bool, bool]:
+        """What the query looks like (its values aside): the key of its template."""
+        return (self.message_id is not None, self.after_seq is not None, self.format is not None,
+                self.exclude_streaming)  # fmt: skip
+
+    def values(self) -> dict[str, Any]:
+        """The values of the parameters of :meth:`condition` with ``bound=False``."""
+        return {"filter_message_id": self.message_id, "filter_after_seq": self.after_seq, "filter_format": self.format}
+
+    def condition(self, *, bound: bool = True) -> ColumnElement[bool] | None:
+        """The condition (``None``: every message), its parameters carrying their values, or, with ``bound=False``,
+        only named (for a template; see :meth:`values`)."""
+
+        def param(name: str, value: Any) -> Any:
+            return bindparam(f"filter_{name}", value) if bound else bindparam(f"filter_{name}")
+
+        conditions: list[ColumnElement[bool]] = []
+        if self.message_id is not None:
+            conditions.append(_M.c.id == param("message_id", self.message_id))
+        if self.after_seq is not None:
+            conditions.append(_M.c.seq > param("after_seq", self.after_seq))
+        if self.format is not None:
+            conditions.append(_M.c.format == param("format", self.format))
+        if self.exclude_streaming:
+            conditions.append(or_(_M.c.status.is_(None), _M.c.status != "streaming"))
+        return and_(*conditions) if conditions else None
+
+
+#: The names of :func:`_pg_load_statement`'s parameters in its templates (the filter's are :meth:`_Filter.values`).
+_LOAD_THREAD_ID, _LOAD_USER_ID, _LOAD_LIMIT = "load_thread_id", "load_user_id", "load_limit"
+
+
+@dataclass(frozen=True, slots=True)
+class _PgLoadTemplate:
+    """:func:`_pg_load_statement` of one shape, compiled: its SQL, and for each of its positional parameters
+    either the name of the value to take or a fixed value (the statement's own constants)."""
+
+    sql: str
+    slots: tuple[tuple[str | None, Any], ...]
+
+    def arguments(self, values: Mapping[str, Any], *, read: bool) -> list[Any]:
+        out = []
+        for name, fixed in self.slots:
+            if name == _PG_LOAD_READ:
+                out.append(read)
+            else:
+                out.append(fixed if name is None else values[name])
+        return out
+
+
+_pg_load_templates: dict[tuple[Any, ...], _PgLoadTemplate] = {}
+
+
+def _pg_load_template(dialect: Any, shape: tuple[bool, ...], limited: bool) -> _PgLoadTemplate:
+    """The compiled :func:`_pg_load_statement` for a filter of ``shape``, with a limit or not: built and compiled
+    once per process (building and compiling it cost a tenth of a chat turn's CPU), keyed by :func:`_owned` too
+    so that a test replacing that filter gets a statement without it."""
+    key = (_owned, shape, limited)
+    template = _pg_load_templates.get(key)
+    if template is not None:
+        return template
+    wanted = _Filter(
+        message_id="" if shape[0] else None, after_seq=0 if shape[1] else None, format="" if shape[2] else None,
+        exclude_streaming=shape[3],
+    )  # fmt: skip
+    statement = _pg_load_statement(
+        bindparam(_LOAD_THREAD_ID, type_=String),
+        bindparam(_LOAD_USER_ID, type_=String),
+        wanted.condition(bound=False),
+        bindparam(_LOAD_LIMIT, type_=Integer) if limited else None,
+    )
+    compiled = statement.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
+    named = {_LOAD_THREAD_ID, _LOAD_USER_ID, _LOAD_LIMIT, _PG_LOAD_READ, *wanted.values()}
+    constants = compiled.construct_params({name: None for name in named})
+    slots = tuple((name, None) if name in named else (None, constants[name]) for name in compiled.positiontup or ())
+    template = _PgLoadTemplate(str(compiled), slots)
+    _pg_load_templates[key] = template
+    return template
+
+
+def _pg_load_statement(thread_id: Any, user_id: Any, condition: Any, limit: Any) -> Any:
     """PostgreSQL: the statement of :meth:`ChatStore._load_owned_pg`, one ``UNION ALL`` of rows of four kinds
     (:data:`_LOAD_CALLER` …), each with every column of the others (``NULL`` where not its own), ordered by kind,
     then by ``seq`` (messages) or ``part_order`` (parts).

@@ -65,7 +65,7 @@ from chatkeep.errors import (
 )
 from chatkeep.protocol.ids import generate_id
 from chatkeep.protocol.messages import find_forbidden_characters, is_ai_sdk_format, parse_ui_message_content
-from chatkeep.store._db import SYSTEM, Database, uncancellable
+from chatkeep.store._db import SYSTEM, Database, gc_paused, uncancellable
 from chatkeep.store.engine import _json_serializer, make_engine
 from chatkeep.store.mapping import (
     PART_COLUMNS,
@@ -831,29 +831,8 @@ class ChatStore(Database):
         sql = template.sql
         async with self._pg_driver() as driver:
             rows = await driver.fetchmany(sql, [calling, reading])
-        head_id: str | None = None
-        found = False
-        message_rows: list[Sequence[Any]] = []
-        part_rows: list[Sequence[Any]] = []
-        for row in rows:
-            kind = row[0]
-            if kind == _LOAD_MESSAGE:
-                message_rows.append(row)
-            elif kind == _LOAD_PART:
-                part_rows.append(row)
-            elif kind == _LOAD_THREAD:
-                found, head_id = True, row[_LOAD_HEAD_AT]
-        if not found:
-            raise ThreadNotFound(thread_id)
-        # Sorted here, not by the statement: PostgreSQL's sort of the whole union cost more than the round trips
-        # saved, and these come in (or close to) order already, which Python's sort takes in one pass.
-        message_rows.sort(key=_by_key)
-        part_rows.sort(key=_by_key)  # stable: grouped by message below, each message's parts keep this order
-        parts: defaultdict[str, list[dict[str, Any]]] = defaultdict(list)
-        read = _read_load_part
-        for row in part_rows:
-            parts[row[_LOAD_PART_AT]].append(read(row))
-        return _stored_messages(thread_id, message_rows, parts, offset=_LOAD_MESSAGE_AT), head_id
+        with gc_paused():
+            return _assemble_pg_load(thread_id, rows)
 
     async def _load_owned(
         self, conn: AsyncConnection, user_id: str, thread_id: str, condition: Any, *, limit: int | None = None
@@ -929,6 +908,35 @@ _AT_STATUS, _AT_CREATED_AT, _AT_UPDATED_AT = _AT["status"], _AT["created_at"], _
 #: orders by it), and the function that reads it.
 _PART_READ = tuple(_P.c[name] for name in ("message_id", *PART_READ_COLUMNS))
 _read_part = part_reader([column.name for column in _PART_READ])
+
+
+def _assemble_pg_load(thread_id: str, rows: Sequence[Sequence[Any]]) -> tuple[list[StoredMessage], str | None]:
+    """The messages and the active leaf of the rows of :func:`_pg_load_statement`; :class:`ThreadNotFound` when
+    they hold no thread row."""
+    head_id: str | None = None
+    found = False
+    message_rows: list[Sequence[Any]] = []
+    part_rows: defaultdict[str, list[Sequence[Any]]] = defaultdict(list)
+    for row in rows:
+        kind = row[0]
+        if kind == _LOAD_PART:
+            part_rows[row[_LOAD_PART_AT]].append(row)
+        elif kind == _LOAD_MESSAGE:
+            message_rows.append(row)
+        elif kind == _LOAD_THREAD:
+            found, head_id = True, row[_LOAD_HEAD_AT]
+    if not found:
+        raise ThreadNotFound(thread_id)
+    # Ordered here, not by the statement: PostgreSQL's sort of the whole union cost more than the round trips
+    # saved. Rows come in order, or close to it, which Python's sort checks in one pass: the messages by
+    # ``seq``, each message's parts by ``part_order``.
+    message_rows.sort(key=_by_key)
+    read = _read_load_part
+    parts: dict[str, list[dict[str, Any]]] = {}
+    for message_id, found_rows in part_rows.items():
+        found_rows.sort(key=_by_key)
+        parts[message_id] = [read(row) for row in found_rows]
+    return _stored_messages(thread_id, message_rows, parts, offset=_LOAD_MESSAGE_AT), head_id
 
 
 def _stored_messages(

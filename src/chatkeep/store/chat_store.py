@@ -66,7 +66,7 @@ from chatkeep.errors import (
 from chatkeep.protocol.ids import generate_id
 from chatkeep.protocol.messages import find_forbidden_characters, is_ai_sdk_format, parse_ui_message_content
 from chatkeep.store._db import SYSTEM, Database, gc_paused, uncancellable
-from chatkeep.store.engine import _json_serializer, make_engine
+from chatkeep.store.engine import json_dumps, make_engine
 from chatkeep.store.mapping import (
     PART_COLUMNS,
     PART_READ_COLUMNS,
@@ -1131,7 +1131,7 @@ def _json_arg(value: Any) -> str | None:
     would bind it: ``None`` is SQL NULL, ``JSON.NULL`` a JSON ``null``."""
     if value is None:
         return None
-    return _json_serializer(None if value is JSON.NULL else value)
+    return json_dumps(None if value is JSON.NULL else value)
 
 
 #: The part columns :func:`_pg_insert_new_sql` reads from its parts document, and whether they hold JSON.

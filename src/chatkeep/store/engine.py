@@ -19,7 +19,7 @@ from sqlalchemy.pool import StaticPool
 
 from chatkeep.errors import InvalidInput, ValidationIssue
 
-__all__ = ["WRITE", "make_engine", "normalize_database_url"]
+__all__ = ["WRITE", "json_dumps", "json_loads", "make_engine", "normalize_database_url"]
 
 #: Execution option that marks a connection as about to write. On SQLite such a transaction starts with
 #: ``BEGIN IMMEDIATE``, taking the write lock up front instead of failing with "database is locked" when a
@@ -71,7 +71,7 @@ def normalize_database_url(raw: str) -> URL:
     )
 
 
-def _json_serializer(value: Any) -> str:
+def json_dumps(value: Any) -> str:
     try:
         return orjson.dumps(value).decode()
     except TypeError:  # integers beyond 64 bits: orjson refuses them, the standard library does not
@@ -87,7 +87,7 @@ _DIGITS = bytes(0x31 if 0x30 <= byte <= 0x39 else 0x30 for byte in range(256))
 _LONG_RUN = b"1" * 19
 
 
-def _json_deserializer(text: Any) -> Any:
+def json_loads(text: Any) -> Any:
     """``json.loads``, exactly (same values, same key order), but with orjson where that gives the same result.
 
     orjson parses about four times faster than the standard library, and loading a thread decodes thousands of
@@ -123,8 +123,8 @@ def make_engine(url: str | URL, *, pool_size: int = 20, echo: bool = False) -> A
     # SQLAlchemy decodes JSON columns with ``json_deserializer`` on both databases (on PostgreSQL it is the codec
     # of asyncpg's ``json`` type, so rows read straight from the driver are decoded by it too).
     common: dict[str, Any] = {
-        "json_serializer": _json_serializer,
-        "json_deserializer": _json_deserializer,
+        "json_serializer": json_dumps,
+        "json_deserializer": json_loads,
         "echo": echo,
     }
     if url.get_backend_name() == "sqlite":
@@ -150,7 +150,7 @@ def make_engine(url: str | URL, *, pool_size: int = 20, echo: bool = False) -> A
 
 
 def _setup_json_codec(engine: AsyncEngine) -> None:
-    """Decode ``json`` values straight from asyncpg's bytes with :func:`_json_deserializer`.
+    """Decode ``json`` values straight from asyncpg's bytes with :func:`json_loads`.
 
     SQLAlchemy's dialect registers a codec on every new connection that decodes the bytes to ``str`` and calls
     ``json_deserializer``, which would encode it again for the digit scan: registered after it (a ``connect``
@@ -162,7 +162,7 @@ def _setup_json_codec(engine: AsyncEngine) -> None:
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.run_async(
             lambda driver: driver.set_type_codec(
-                "json", encoder=str.encode, decoder=_json_deserializer, schema="pg_catalog", format="binary"
+                "json", encoder=str.encode, decoder=json_loads, schema="pg_catalog", format="binary"
             )
         )
 

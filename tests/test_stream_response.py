@@ -10,8 +10,10 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 import uvicorn
+from fastapi import FastAPI
 
 from chatkeep.api.app import create_app
 from chatkeep.settings import Settings
@@ -25,8 +27,12 @@ def _request_tasks() -> list[asyncio.Task[Any]]:
 
 
 @pytest.fixture
-async def served(store: ChatStore) -> AsyncIterator[str]:
-    app = create_app(Settings(migrate_on_start=False, demo_delay_ms=20), store=store)
+def app(store: ChatStore) -> FastAPI:
+    return create_app(Settings(migrate_on_start=False, demo_delay_ms=20), store=store)
+
+
+@pytest.fixture
+async def served(app: FastAPI) -> AsyncIterator[str]:
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
     serving = asyncio.create_task(server.serve())
@@ -88,3 +94,36 @@ async def test_a_reader_whose_client_went_away_stops_and_the_reply_goes_on(serve
 
 def _user(message_id: str, text: str) -> dict[str, Any]:
     return {"id": message_id, "role": "user", "parts": [{"type": "text", "text": text}]}
+
+
+def _chunks(raw: bytes) -> list[Any]:
+    return [orjson.loads(line[6:]) if line != b"data: [DONE]" else "[DONE]" for line in raw.split(b"\n\n") if line]
+
+
+async def test_a_long_reply_keeps_only_its_unlogged_tail_and_a_late_reader_still_gets_all_of_it(
+    app: FastAPI, served: str
+) -> None:
+    body = {"id": "t1", "messages": [_user("u1", "count to 100")]}
+    hub = app.state.chatkeep.chat.hub
+    async with (
+        httpx.AsyncClient(timeout=30) as client,
+        client.stream("POST", f"{served}/api/chat", json=body) as response,
+    ):
+        original = b""
+        received = response.aiter_bytes()
+        async for data in received:
+            original += data
+            if original.count(b'"text-delta"') >= 40:  # 0.8 s: several flushes of the chunk log
+                break
+        (live,) = hub.live.values()
+        # What this reader was sent and the log holds is gone from memory.
+        assert live.base > 0 and live.first_kept > 0
+        assert len(live.data) < len(original) / 2
+        async with client.stream("GET", f"{served}/api/chat/t1/stream") as resumed:
+            late = b"".join([data async for data in resumed.aiter_bytes()])
+        original += b"".join([data async for data in received])
+    assert _chunks(late) == _chunks(original)
+    assert _chunks(original)[-1] == "[DONE]"
+    assert "".join(c["delta"] for c in _chunks(late) if c != "[DONE]" and c["type"] == "text-delta") == " ".join(
+        map(str, range(1, 101))
+    )

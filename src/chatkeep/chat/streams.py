@@ -18,12 +18,13 @@
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import logging
 import os
 import socket
 from array import array
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
@@ -36,6 +37,9 @@ from chatkeep.store.streams import StreamInfo, StreamLog
 __all__ = ["Broker", "LiveStream", "LocalBroker", "RedisBroker", "StreamHub", "make_owner_id"]
 
 log = logging.getLogger("chatkeep.streams")
+
+#: What a reader gets when the database stays unavailable for ``stale_after`` while it needs the log.
+_DATABASE_GONE = encode_sse({"type": "error", "errorText": "The database is unavailable; reload to resume the reply."})
 
 
 def make_owner_id() -> str:
@@ -144,13 +148,24 @@ class RedisBroker:
         await self._redis.aclose()
 
 
-class LiveStream:
-    """The frames of one reply in its producing process, as one byte buffer; readers follow it from its start.
+class _Cursor:
+    """Where a reader of a :class:`LiveStream` is: the offset of the first byte it has not been sent."""
 
-    Invariants: :attr:`data` is every frame sent so far, in order, and ``ends[i]`` is where frame ``i`` ends in
-    it; the first :attr:`chunks` frames are the reply's chunks (what the chunk log holds), and once :attr:`done`
-    the last frame is ``[DONE]`` and nothing is added. The first :attr:`logged` chunks are in the chunk log (the
-    hub's bookkeeping).
+    __slots__ = ("at",)
+
+    def __init__(self, at: int) -> None:
+        self.at = at
+
+
+class LiveStream:
+    """The frames of one reply in its producing process, as one byte buffer; readers follow it live.
+
+    Invariants: ``ends[i]`` is where frame ``i`` ends in the stream's bytes (counted from its first byte); the
+    first :attr:`chunks` frames are the reply's chunks, and once :attr:`done` the last frame is ``[DONE]`` and
+    nothing is added. The first :attr:`logged` chunks are in the chunk log (the hub's bookkeeping). :attr:`data`
+    holds the bytes from :attr:`base` on: :meth:`trim` drops those of logged frames that every reader has been
+    sent, so a long reply's memory is what is not yet in the log (about one flush interval), not all of it; a
+    reader joining later replays what was dropped from the log (:meth:`StreamHub.follow`).
 
     One buffer instead of a list of frames: a frame costs its bytes and an offset, not an object of its own plus
     a copy of its JSON waiting for the next flush (the log's rows are cut from the buffer when they are written),
@@ -158,14 +173,15 @@ class LiveStream:
     its own, resolved by the next change.
     """
 
-    __slots__ = ("id", "thread_id", "message_id", "data", "ends", "logged", "done", "stop_reason", "task", "_waiters",
-                 "_closed")  # fmt: skip
+    __slots__ = ("id", "thread_id", "message_id", "data", "base", "ends", "logged", "done", "stop_reason", "task",
+                 "_waiters", "_readers", "_closed")  # fmt: skip
 
     def __init__(self, id: str, thread_id: str, message_id: str) -> None:
         self.id = id
         self.thread_id = thread_id
         self.message_id = message_id
         self.data = bytearray()
+        self.base = 0
         self.ends = array("L")
         self.logged = 0
         self.done = False
@@ -173,6 +189,8 @@ class LiveStream:
         self.stop_reason: str | None = None
         self.task: asyncio.Task[None] | None = None
         self._waiters: list[asyncio.Future[None]] = []
+        #: the readers, each where it is: nothing a reader has not been sent is trimmed
+        self._readers: set[_Cursor] = set()
         self._closed: asyncio.Future[None] | None = None
 
     def __repr__(self) -> str:
@@ -183,23 +201,36 @@ class LiveStream:
         """How many of the frames are chunks (all but a final ``[DONE]``)."""
         return len(self.ends) - 1 if self.done else len(self.ends)
 
+    @property
+    def first_kept(self) -> int:
+        """The first frame :attr:`data` holds (those before it are in the log)."""
+        return bisect.bisect_right(self.ends, self.base)
+
     def append(self, frame: bytes) -> None:
         """Add one chunk's frame (``data: <json>\\n\\n``)."""
         self.data += frame
-        self.ends.append(len(self.data))
+        self.ends.append(self.base + len(self.data))
         self._wake()
 
     def chunk_json(self, index: int) -> str:
-        """The JSON text of chunk ``index`` (its frame without ``data: `` and the blank line)."""
-        start = self.ends[index - 1] if index else 0
-        return self.data[start + 6 : self.ends[index] - 2].decode()
+        """The JSON text of chunk ``index``, one not trimmed yet (its frame without ``data: `` and the blank
+        line)."""
+        start = (self.ends[index - 1] if index else 0) - self.base
+        return self.data[start + 6 : self.ends[index] - self.base - 2].decode()
+
+    def trim(self) -> None:
+        """Drop the bytes of the logged frames that every reader has been sent."""
+        keep_from = min([self.ends[self.logged - 1] if self.logged else 0, *(r.at for r in self._readers)])
+        if keep_from > self.base:
+            self.data = self.data[keep_from - self.base :]  # a new, smaller buffer: the old one is freed
+            self.base = keep_from
 
     def close(self) -> None:
         """End the stream: ``[DONE]`` for its readers."""
         if self.done:
             return
         self.data += DONE
-        self.ends.append(len(self.data))
+        self.ends.append(self.base + len(self.data))
         self.done = True
         self._wake()
         if self._closed is not None and not self._closed.done():
@@ -225,22 +256,30 @@ class LiveStream:
         if self.task is not None and not self.task.done():
             self.task.cancel()
 
-    async def follow(self) -> AsyncIterator[bytes]:
-        """Every byte of the stream from its first frame, live, until ``[DONE]``: what is new each time it is
-        awaited (one frame, or several when the reader fell behind)."""
-        sent = 0
-        while True:
-            size = len(self.data)
-            if sent < size:
-                chunk = bytes(self.data[sent:size])
-                sent = size
-                yield chunk
-                continue
-            if self.done:
-                return
-            waiter = asyncio.get_running_loop().create_future()
-            self._waiters.append(waiter)
-            await waiter
+    def follow(self) -> AsyncGenerator[bytes, None]:
+        """The stream's bytes from frame :attr:`first_kept` on (its first frame, unless trimmed), live, until
+        ``[DONE]``: what is new each time it is awaited (one frame, or several when the reader fell behind). The
+        reader holds its place from this call on, so nothing it still needs is trimmed meanwhile."""
+        reader = _Cursor(self.base)
+        self._readers.add(reader)
+        return self._follow(reader)
+
+    async def _follow(self, reader: _Cursor) -> AsyncGenerator[bytes, None]:
+        try:
+            while True:
+                end = self.base + len(self.data)
+                if reader.at < end:
+                    chunk = bytes(self.data[reader.at - self.base :])
+                    reader.at = end
+                    yield chunk
+                    continue
+                if self.done:
+                    return
+                waiter = asyncio.get_running_loop().create_future()
+                self._waiters.append(waiter)
+                await waiter
+        finally:
+            self._readers.discard(reader)
 
 
 class StreamHub:
@@ -400,6 +439,7 @@ class StreamHub:
                 raise
             for stream, mark in marks.items():
                 stream.logged = mark
+                stream.trim()
             for stream_id in ends:
                 self._ending.pop(stream_id, None)
             if beat:
@@ -463,9 +503,36 @@ class StreamHub:
             return None
         info = streams[0]
         live = self.live.get(info.id)
-        if live is not None:
-            return live.follow()
-        return self._follow_log(info)
+        if live is None:
+            return self._follow_log(info)
+        first_kept, reader = live.first_kept, live.follow()
+        return reader if first_kept == 0 else self._replay_then_follow(info, first_kept, reader)
+
+    async def _replay_then_follow(
+        self, info: StreamInfo, frames: int, reader: AsyncGenerator[bytes, None]
+    ) -> AsyncIterator[bytes]:
+        """A live stream's first ``frames`` frames, trimmed from memory, from the log; then ``reader``. Through a
+        database outage it waits (up to ``stale_after``), then ends with an ``error`` chunk, as
+        :meth:`_follow_log` does."""
+        down_since: float | None = None
+        while True:
+            try:
+                logged = await self.log.chunks(info.id, -1)
+                break
+            except DatabaseUnavailable:
+                now = asyncio.get_running_loop().time()
+                down_since = now if down_since is None else down_since
+                if now - down_since >= self.stale_after:
+                    await reader.aclose()
+                    yield _DATABASE_GONE
+                    yield DONE
+                    return
+                await asyncio.sleep(self.poll_interval)
+        for seq, chunk in logged:
+            if seq < frames:
+                yield b"data: " + chunk.encode() + b"\n\n"
+        async for data in reader:
+            yield data
 
     async def _follow_log(self, info: StreamInfo) -> AsyncIterator[bytes]:
         """Replay and follow a stream from the log. Through a database outage it keeps polling; if the database
@@ -493,8 +560,7 @@ class StreamHub:
                 now = asyncio.get_running_loop().time()
                 down_since = now if down_since is None else down_since
                 if now - down_since >= self.stale_after:
-                    text = "The database is unavailable; reload to resume the reply."
-                    yield encode_sse({"type": "error", "errorText": text})
+                    yield _DATABASE_GONE
                     yield DONE
                     return
             await self.broker.wait(info.id, self.poll_interval)

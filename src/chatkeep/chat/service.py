@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -475,9 +475,11 @@ class ChatService:
             calls: list[ToolCall] = []
             finish: Finish | None = None
             events = model.stream(ModelRequest(messages=history, tools=specs))
-            watched = _with_idle_timeout(events, self.model_timeout)
+            watchdog = _IdleWatchdog(self.model_timeout)
             try:
-                async for event in watched:
+                # Only the wait for the model's next event is timed: nothing below awaits anything else.
+                async for event in events:
+                    watchdog.touch()
                     if not started:
                         emit({"type": "start-step"})
                         started = True
@@ -487,10 +489,16 @@ class ChatService:
                     if isinstance(event, ToolCall) and not event.provider_executed:
                         calls.append(event)
                     self._emit_event(event, emit)
+            except asyncio.CancelledError:
+                if watchdog.expired and watchdog.task.uncancel() == 0:
+                    raise ModelError(
+                        f"The model stopped responding (nothing for {self.model_timeout:g} s).", retryable=True
+                    ) from None
+                raise
             finally:
-                # Close the model's stream now (its HTTP response, say), not whenever it is garbage collected; and
-                # the watchdog with it, which would otherwise go on timing this task.
-                await watched.aclose()
+                # The watchdog stops timing this task now; and the model's stream is closed now (its HTTP response,
+                # say), not whenever it is garbage collected.
+                watchdog.close()
                 close = getattr(events, "aclose", None)
                 if close is not None:
                     await close()
@@ -598,49 +606,42 @@ class ChatService:
             return None, f"Tool {call.tool_name} failed: {type(exc).__name__}"
 
 
-async def _with_idle_timeout(events: AsyncIterator[ModelEvent], seconds: float) -> AsyncGenerator[ModelEvent, None]:
-    """The events, failing with a :class:`ModelError` when the model says nothing for ``seconds``: a stream
-    nobody feeds must not stay open forever.
+class _IdleWatchdog:
+    """Cancels the task that made it when :meth:`touch` has not been called for ``seconds`` (then
+    :attr:`expired`): a model stream nobody feeds must not stay open forever.
 
-    One watchdog timer per stream, not a timeout per event: an event only notes the time, and the timer, when it
-    fires, either finds the stream idle or sets itself again for the new deadline. (``asyncio.timeout`` around
-    each event pushed and cancelled a timer on the event loop's heap per chunk: a tenth of the CPU of 1,000 streams.)
-    The caller must not await anything else while it holds an event (the turn only emits it), so the timer can
-    only interrupt the wait for the model.
+    One timer per stream, not a timeout per event: an event only notes the time, and the timer, when it fires,
+    either finds the stream idle or sets itself again for the new deadline. (``asyncio.timeout`` around each event
+    pushed and cancelled a timer on the event loop's heap per chunk, a tenth of the CPU of 1,000 streams; an async
+    generator around the model's stream cost a generator step per chunk.) The task must await nothing but the
+    model between two touches, so that the timer can only interrupt the wait for the model, and :meth:`close` the
+    watchdog before it awaits anything else.
     """
-    loop = asyncio.get_running_loop()
-    task = asyncio.current_task()
-    assert task is not None
-    iterator = aiter(events)
-    last = loop.time()
-    expired = False
-    watchdog: list[asyncio.TimerHandle] = []  # the one pending timer
 
-    def check() -> None:
-        nonlocal expired
-        if loop.time() - last >= seconds:
-            expired = True
-            task.cancel()
+    __slots__ = ("_loop", "task", "_seconds", "_last", "_timer", "expired")
+
+    def __init__(self, seconds: float) -> None:
+        self._loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        self.task = task
+        self._seconds = seconds
+        self._last = self._loop.time()
+        self.expired = False
+        self._timer = self._loop.call_at(self._last + seconds, self._check)
+
+    def touch(self) -> None:
+        self._last = self._loop.time()
+
+    def close(self) -> None:
+        self._timer.cancel()
+
+    def _check(self) -> None:
+        if self._loop.time() - self._last >= self._seconds:
+            self.expired = True
+            self.task.cancel()
         else:
-            watchdog[0] = loop.call_at(last + seconds, check)
-
-    watchdog.append(loop.call_at(last + seconds, check))
-    try:
-        while True:
-            try:
-                event = await anext(iterator)
-            except StopAsyncIteration:
-                return
-            except asyncio.CancelledError:
-                if expired and task.uncancel() == 0:
-                    raise ModelError(
-                        f"The model stopped responding (nothing for {seconds:g} s).", retryable=True
-                    ) from None
-                raise
-            last = loop.time()
-            yield event
-    finally:
-        watchdog[0].cancel()
+            self._timer = self._loop.call_at(self._last + self._seconds, self._check)
 
 
 _CLIENT_SIDE = object()

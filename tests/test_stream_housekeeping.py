@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -13,7 +14,9 @@ from sqlalchemy import text
 
 from chatkeep.api import create_app
 from chatkeep.chat.service import ChatService
+from chatkeep.chat.streams import StreamHub
 from chatkeep.errors import Conflict
+from chatkeep.protocol.stream import encode_sse
 from chatkeep.providers.base import ModelEvent, ModelRequest
 from chatkeep.providers.function import FunctionModel
 from chatkeep.settings import Settings
@@ -95,6 +98,36 @@ async def test_one_append_writes_chunks_heartbeats_and_ends_of_many_streams(stor
         assert moved is not None and was is not None and moved.updated_at > was.updated_at
     was_old = before["s-old"]
     assert was_old is not None and old.updated_at == was_old.updated_at
+
+
+async def test_streams_that_end_together_share_a_flush(store: ChatStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    log = StreamLog(store.engine)
+    hub = StreamHub(log)
+    thread, _ = await store.create_thread("u1")
+    streams = []
+    for index in range(12):
+        live, _row = hub.prepare(thread_id=thread.id, message_id=f"m{index}")
+        await log.create(stream_id=live.id, thread_id=thread.id, message_id=f"m{index}", owner=hub.owner)
+        hub.adopt(live)
+        hub.emit(live, encode_sse({"type": "start", "messageId": f"m{index}"}))
+        streams.append(live)
+    appends: list[dict[str, str]] = []
+    append = log.append
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        appends.append(dict(kwargs.get("ends") or {}))
+        return await append(*args, **kwargs)
+
+    monkeypatch.setattr(log, "append", counted)
+    await asyncio.gather(*(hub.finish(live, "done") for live in streams))
+    # The first end's flush is under way when the others come: they all go in the next one, not one each.
+    assert len(appends) <= 2
+    assert {stream_id for ends in appends for stream_id in ends} == {live.id for live in streams}
+    for live in streams:
+        info = await log.get(live.id)
+        assert info is not None and (info.status, info.chunk_count) == ("done", 1)
+        assert live.done
+    await hub.close()
 
 
 async def test_an_append_that_repeats_a_chunk_writes_nothing(store: ChatStore) -> None:

@@ -1,7 +1,8 @@
 """Live streams: one reply's chunks, fanned out to any number of readers, and kept where every process finds them.
 
-* In the producing process, a :class:`LiveStream` keeps the reply's SSE frames in memory: the ``POST /api/chat``
-  response and any resumed reader follow it from frame 0, live, with no database round trip.
+* In the producing process, a :class:`LiveStream` keeps the reply's SSE frames in memory until they are in the
+  log and its readers have been sent them: the ``POST /api/chat`` response follows it live with no database
+  round trip, and a reader resuming there replays the frames already dropped from the log, then follows it live.
 * A single flusher per process writes the new chunks of *all* live streams to the :class:`StreamLog` in one
   transaction every ``flush_interval`` (and moves their heartbeats on), so another process can replay and follow a
   stream, and a crash loses at most that interval of the chunk log.
@@ -9,10 +10,10 @@
   configured) or, without one, every ``poll_interval``.
 * Stopping works from any process: the producer's own process cancels it at once; another process flags the
   stream in the database and the producer's flusher sees the flag within one ``flush_interval``.
-* A database outage stops nothing here: readers in the producing process keep following from memory, chunks and
-  stream ends that cannot be written are kept in order and written by the flusher once the database is back, the
-  sweeper retries, and a reader following the log waits for the database (up to ``stale_after``) before it ends
-  with an ``error`` chunk.
+* A database outage stops nothing here: readers in the producing process keep following from memory (nothing
+  is dropped from memory that the log does not hold), chunks and stream ends that cannot be written are kept in
+  order and written by the flusher once the database is back, the sweeper retries, and a reader that needs the log
+  waits for the database (up to ``stale_after``) before it ends with an ``error`` chunk.
 """
 
 from __future__ import annotations

@@ -823,7 +823,7 @@ class ChatStore(Database):
         caller, the messages, their parts, ``COMMIT``): one statement (:func:`_pg_load_statement`) executed twice
         in one pipeline (asyncpg's ``fetchmany``, one implicit transaction), as the one-round-trip writes are. The
         first execution only sets the caller for row-level security; the second returns the thread's row (none:
-        not the user's thread), then the messages, then their parts, all from one snapshot."""
+        not the user's thread), the messages and their parts, all from one snapshot."""
         template = _pg_load_template(self.engine.dialect, wanted.shape, limit is not None)
         values = {_LOAD_THREAD_ID: thread_id, _LOAD_USER_ID: user_id, _LOAD_LIMIT: limit, **wanted.values()}
         reading = template.arguments(values, read=True)
@@ -963,7 +963,7 @@ def _stored_messages(
     return out
 
 
-#: The row kinds of :func:`_pg_load_statement`, in the order its rows come.
+#: The row kinds of :func:`_pg_load_statement`.
 _LOAD_CALLER, _LOAD_THREAD, _LOAD_MESSAGE, _LOAD_PART = 0, 1, 2, 3
 #: Its parameter that says whether the execution reads (else it only sets the caller).
 _PG_LOAD_READ = "chatkeep_read"
@@ -1070,13 +1070,13 @@ def _pg_load_template(dialect: Any, shape: tuple[bool, ...], limited: bool) -> _
 
 def _pg_load_statement(thread_id: Any, user_id: Any, condition: Any, limit: Any) -> Any:
     """PostgreSQL: the statement of :meth:`ChatStore._load_owned_pg`, one ``UNION ALL`` of rows of four kinds
-    (:data:`_LOAD_CALLER` …), each with every column of the others (``NULL`` where not its own), ordered by kind,
-    then by ``seq`` (messages) or ``part_order`` (parts).
+    (:data:`_LOAD_CALLER` …), each ``(kind, seq or part_order, <the message columns>, head, <the part
+    columns>)`` with ``NULL`` where a column is not its own, in no particular order (see :func:`_assemble_pg_load`).
 
     * The caller row, only when :data:`_PG_LOAD_READ` is false: it sets the caller (``set_caller``'s two
       settings, transaction-local), which the rows of the next execution are filtered by.
     * The thread's row, if it is the user's (:func:`_owned`), with its active leaf.
-    * The messages meeting ``condition`` (at most ``limit``, in ``seq`` order), of that thread only.
+    * The messages meeting ``condition`` (at most ``limit``: the first by ``seq``), of that thread only.
     * The parts of those messages (of every message of the thread when there is neither condition nor limit).
     """
     read = bindparam(_PG_LOAD_READ, True, type_=Boolean)

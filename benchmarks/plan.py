@@ -25,7 +25,7 @@ class Plan:
     # 1 and 5: loading a thread, and how that grows
     load_sizes: tuple[int, ...] = (10, 100, 1_000, 10_000)
     #: measured requests per size (per server and endpoint), after ``load_warmup``
-    load_iterations: tuple[tuple[int, int], ...] = ((10, 60), (100, 60), (1_000, 40), (10_000, 6))
+    load_iterations: tuple[tuple[int, int], ...] = ((10, 60), (100, 60), (1_000, 40), (10_000, 15))
     load_warmup: int = 3
     # 2: appending messages
     append_clients: int = 32

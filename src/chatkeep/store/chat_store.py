@@ -884,11 +884,14 @@ class ChatStore(Database):
             # Parts are grouped by message below, so only their order within a message matters: sorting by
             # part_order alone spares PostgreSQL comparing message ids (about 1 ms of a 1,000-message thread).
             part_query = part_query.order_by(_P.c.part_order)
+            part_rows = await self._fetch_rows(conn, part_query)
             read = _read_part
-            for part in await self._fetch_rows(conn, part_query):
-                parts[part[0]].append(read(part))  # _PART_READ starts with message_id
+            with gc_paused():
+                for part in part_rows:
+                    parts[part[0]].append(read(part))  # _PART_READ starts with message_id
         head_id = rows[0][len(_LOAD_COLUMNS)] if owner is not None and rows else None
-        return _stored_messages(thread_id, rows, parts), head_id
+        with gc_paused():
+            return _stored_messages(thread_id, rows, parts), head_id
 
     async def _fetch_rows(self, conn: AsyncConnection, query: Any) -> Sequence[Sequence[Any]]:
         """The rows of ``query``, read by position (in the order of its columns). On PostgreSQL these are asyncpg's

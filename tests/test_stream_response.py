@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -127,3 +128,20 @@ async def test_a_long_reply_keeps_only_its_unlogged_tail_and_a_late_reader_still
     assert "".join(c["delta"] for c in _chunks(late) if c != "[DONE]" and c["type"] == "text-delta") == " ".join(
         map(str, range(1, 101))
     )
+
+
+async def test_a_client_that_goes_away_mid_request_is_no_error(
+    served: str, store: ChatStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    host, port = served.removeprefix("http://").split(":")
+    body = b'{"id": "t9", "messages": [{"id": "u1", "role": "user", "parts": [{"type": "text", "text": "hi"}]}]}'
+    reader, writer = await asyncio.open_connection(host, int(port))
+    head = f"POST /api/chat HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/json\r\n"
+    writer.write(f"{head}content-length: {len(body)}\r\n\r\n".encode() + body[:20])
+    await writer.drain()
+    await asyncio.sleep(0.2)
+    writer.close()
+    await writer.wait_closed()
+    async with httpx.AsyncClient(timeout=30) as client:  # the server goes on serving; nothing was stored
+        assert (await client.get(f"{served}/api/threads")).json() == []
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], [r.getMessage() for r in caplog.records]

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from chatkeep.api.responses import json_response
 from chatkeep.errors import (
@@ -100,6 +101,12 @@ async def _http_error(_request: Request, exc: Exception) -> Response:
     return error_response(exc.status_code, code, message, headers=dict(exc.headers or {}))
 
 
+async def _client_gone(_request: Request, _exc: Exception) -> Response:
+    """The client went away before its request was read in full: nothing was done, and the answer reaches no one
+    (without this handler, every such request was logged as an error with its traceback)."""
+    return error_response(400, "client_disconnected", "The request was not received in full; nothing was changed.")
+
+
 async def _unexpected(_request: Request, exc: Exception) -> Response:
     log.exception("unexpected error", exc_info=exc)
     return error_response(500, "internal_error", "Something went wrong on our side; nothing was changed.")
@@ -110,4 +117,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ChatkeepError, _chatkeep_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(ClientDisconnect, _client_gone)
     app.add_exception_handler(Exception, _unexpected)

@@ -166,6 +166,16 @@ class ChatService:
         """Validate what the client sent that the thread does not hold as sent (as a UIMessage, then against the
         schemas), plan the turn and store the prompt (raising before anything streams if the request is refused),
         then start generating in the background."""
+        if (
+            self.store.inserts_in_one_round_trip
+            and messages is not None
+            and len(messages) == 1
+            and message is None
+            and trigger != "regenerate-message"
+        ):
+            turn = await self._start_with_one_new_message(user_id, thread_id, messages[0], trigger)
+            if turn is not None:
+                return turn
         try:
             tree = await self.store.load_tree(user_id, thread_id)
         except ThreadNotFound:
@@ -186,11 +196,7 @@ class ChatService:
         if issues:
             raise InvalidInput(issues)
         plan = plan_turn(tree, messages=messages, message=message, trigger=trigger, client_tools=self._client_tools)
-        if self.max_concurrent_streams and await self.hub.log.count_active(user_id) >= self.max_concurrent_streams:
-            raise TooManyRequests(
-                f"{self.max_concurrent_streams} replies are already being generated for you; wait for one to end.",
-                retry_after=5,
-            )
+        await self._check_concurrency(user_id)
         # Only now that the request is known to be acceptable is anything written. (Another user's thread id
         # raises ThreadNotFound here, as if it did not exist.)
         # All of it in one transaction: a failure halfway leaves nothing behind.
@@ -209,12 +215,54 @@ class ChatService:
         message_id = plan.continued["id"] if plan.continued is not None else generate_id("msg")
         live, stream_row = self.hub.prepare(thread_id=thread_id, message_id=message_id, parent_id=plan.reply_parent)
         await self.store.write_messages(user_id, thread_id, writes, stream=stream_row)
+        return self._launch(user_id, thread_id, plan, live)
+
+    async def _start_with_one_new_message(
+        self, user_id: str, thread_id: str, item: Mapping[str, Any], trigger: str | None
+    ) -> Turn | None:
+        """:meth:`start` without reading the thread, for the first message of a new chat (``messages`` is one
+        user message the thread does not hold): such a message becomes a root of the thread's tree and the whole
+        history, whatever else the thread holds, so the turn needs no read; the prompt is stored in one round
+        trip, which also creates the thread (:meth:`ChatStore.insert_new_message`). ``None``, having written
+        nothing, whenever that is not the case (the message is stored already, or refused as sent: it may be
+        stored exactly so; the thread is another user's; another store than PostgreSQL): :meth:`start` then
+        decides as always, from the thread."""
+        loc = ("body", "messages", 0)
+        try:
+            parse_ui_message(item, loc=loc)
+        except InvalidInput:
+            return None
+        if item.get("role") != "user" or self._check_message(item, loc):
+            return None
+        plan = plan_turn(
+            MessageTree((), None), messages=[item], message=None, trigger=trigger, client_tools=self._client_tools
+        )
+        if plan.kind != "submit" or len(plan.new_user_messages) != 1:
+            return None
+        await self._check_concurrency(user_id)
+        new_message, parent = plan.new_user_messages[0]
+        write = MessageWrite(new_message["id"], parent, {k: v for k, v in new_message.items() if k != "id"})
+        message_id = generate_id("msg")
+        live, stream_row = self.hub.prepare(thread_id=thread_id, message_id=message_id, parent_id=plan.reply_parent)
+        if not await self.store.insert_new_message(user_id, thread_id, write, stream=stream_row):
+            return None
+        return self._launch(user_id, thread_id, plan, live)
+
+    async def _check_concurrency(self, user_id: str) -> None:
+        if self.max_concurrent_streams and await self.hub.log.count_active(user_id) >= self.max_concurrent_streams:
+            raise TooManyRequests(
+                f"{self.max_concurrent_streams} replies are already being generated for you; wait for one to end.",
+                retry_after=5,
+            )
+
+    def _launch(self, user_id: str, thread_id: str, plan: TurnPlan, live: LiveStream) -> Turn:
+        """Publish ``live`` (its row and the prompt are stored) and start generating its reply."""
         self.hub.adopt(live)
-        task = asyncio.create_task(self._run(user_id, thread_id, message_id, plan, live))
+        task = asyncio.create_task(self._run(user_id, thread_id, live.message_id, plan, live))
         live.task = task
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        return Turn(thread_id, message_id, live)
+        return Turn(thread_id, live.message_id, live)
 
     def _check_message(self, message: Mapping[str, Any], loc: tuple[str | int, ...]) -> list[ValidationIssue]:
         issues: list[ValidationIssue] = []

@@ -542,6 +542,29 @@ class ChatStore(Database):
             if stream is not None:
                 await insert_stream(conn, thread_id, stream)
 
+    @property
+    def inserts_in_one_round_trip(self) -> bool:
+        """Whether :meth:`insert_new_message` can store anything (PostgreSQL only)."""
+        return self.dialect == "postgresql"
+
+    async def insert_new_message(
+        self, user_id: str, thread_id: str, write: MessageWrite, *, stream: NewStream | None = None
+    ) -> bool:
+        """Store ``write``, an AI SDK message new to the thread, as :meth:`write_messages` would (the user's thread
+        is created for a root message if they have none with this id), with ``stream``'s row; or return False,
+        having written nothing, when it is not that case: the message is in the thread already, the thread is
+        another user's, the parent is not in the thread. One round trip on PostgreSQL; elsewhere always False (the
+        caller then takes its general path). Refuses invalid content as :meth:`write_messages` does."""
+        if not self.inserts_in_one_round_trip or write.edit:
+            return False
+        columns, part_rows, data = _prepare_content(write.content, DEFAULT_FORMAT)
+        _check_text([write.message_id, write.parent_id], ())
+        stored = await self._insert_new_pg(
+            user_id, thread_id, write.message_id, write.parent_id, DEFAULT_FORMAT, data, columns, part_rows, None,
+            stream, create_thread=True,
+        )  # fmt: skip
+        return stored is not None
+
     async def _upsert(
         self,
         conn: AsyncConnection,

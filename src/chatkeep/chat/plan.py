@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 from chatkeep.chat.convert import tool_name
 from chatkeep.errors import Conflict, InvalidInput, ValidationIssue
+from chatkeep.protocol.messages import content_of
 from chatkeep.store.records import MessageTree
 
 __all__ = ["TurnKind", "TurnPlan", "plan_turn"]
@@ -71,10 +72,6 @@ def _role_changed(index: int, stored_role: Any, role: str) -> InvalidInput:
             )
         ]
     )
-
-
-def _without_id(message: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in message.items() if k != "id"}
 
 
 def plan_turn(
@@ -130,7 +127,7 @@ def plan_turn(
         if known_last is None:
             new_users.append((dict(last), parent))
             return TurnPlan("submit", new_users, [*prefix, dict(last)], last["id"])
-        if _without_id(last) == known_last.content or trigger == "regenerate-message":
+        if content_of(last) == known_last.content or trigger == "regenerate-message":
             return TurnPlan("regenerate", new_users, [*prefix, known_last.ui_message()], last["id"])
         new_users.append((dict(last), known_last.parent_id))
         return TurnPlan("edit", new_users, [*prefix, dict(last)], last["id"])

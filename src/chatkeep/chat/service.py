@@ -36,7 +36,7 @@ from chatkeep.chat.plan import TurnPlan, plan_turn
 from chatkeep.chat.streams import LiveStream, StreamHub
 from chatkeep.errors import DatabaseUnavailable, InvalidInput, ThreadNotFound, TooManyRequests, ValidationIssue
 from chatkeep.protocol.ids import generate_id
-from chatkeep.protocol.messages import is_ai_sdk_format, parse_ui_message
+from chatkeep.protocol.messages import content_of, is_ai_sdk_format, parse_ui_message
 from chatkeep.protocol.stream import MessageAssembler, StreamFeatures, encode_sse
 from chatkeep.providers.base import (
     Data,
@@ -190,7 +190,7 @@ class ChatService:
             sent.append((("body", "message"), message))
         issues: list[ValidationIssue] = []
         for loc, item in sent:
-            if stored.get(str(item.get("id"))) != {k: v for k, v in item.items() if k != "id"}:
+            if stored.get(str(item.get("id"))) != content_of(item):
                 parse_ui_message(item, loc=loc)
                 issues.extend(self._check_message(item, loc))
         if issues:
@@ -204,13 +204,13 @@ class ChatService:
             MessageWrite(
                 new_message["id"],
                 parent,
-                {k: v for k, v in new_message.items() if k != "id"},
+                content_of(new_message),
                 edit=plan.kind == "edit" and index == len(plan.new_user_messages) - 1,
             )  # fmt: skip
             for index, (new_message, parent) in enumerate(plan.new_user_messages)
         ]
         if plan.continued is not None:
-            content = {k: v for k, v in plan.continued.items() if k != "id"}
+            content = content_of(plan.continued)
             writes.append(MessageWrite(plan.continued["id"], plan.reply_parent, content))
         message_id = plan.continued["id"] if plan.continued is not None else generate_id("msg")
         live, stream_row = self.hub.prepare(thread_id=thread_id, message_id=message_id, parent_id=plan.reply_parent)
@@ -241,7 +241,7 @@ class ChatService:
             return None
         await self._check_concurrency(user_id)
         new_message, parent = plan.new_user_messages[0]
-        write = MessageWrite(new_message["id"], parent, {k: v for k, v in new_message.items() if k != "id"})
+        write = MessageWrite(new_message["id"], parent, content_of(new_message))
         message_id = generate_id("msg")
         live, stream_row = self.hub.prepare(thread_id=thread_id, message_id=message_id, parent_id=plan.reply_parent)
         if not await self.store.insert_new_message(user_id, thread_id, write, stream=stream_row):
@@ -450,7 +450,7 @@ class ChatService:
                 thread_id,
                 message_id=reply["id"],
                 parent_id=plan.reply_parent,
-                content={k: v for k, v in reply.items() if k != "id"},
+                content=content_of(reply),
                 status=status,
             )
         except ThreadNotFound:

@@ -353,7 +353,7 @@ class StreamHub:
 
     def prepare(self, *, thread_id: str, message_id: str, parent_id: str | None = None) -> tuple[LiveStream, NewStream]:
         """A live stream not yet registered, and its row: insert the row (with the turn's prompt:
-        :meth:`ChatStore.write_messages`), then :meth:`adopt` the stream."""
+        :meth:`ChatStore.write_messages` or :meth:`ChatStore.insert_new_message`), then :meth:`adopt` the stream."""
         stream = LiveStream(generate_id("stream"), thread_id, message_id)
         return stream, NewStream(stream.id, message_id, self.owner, parent_id)
 

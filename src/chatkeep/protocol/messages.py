@@ -43,6 +43,7 @@ from pydantic_core import PydanticCustomError
 from chatkeep.errors import InvalidMessage, ValidationIssue
 
 __all__ = [
+    "content_of",
     "AI_SDK_FORMATS",
     "TOOL_STATES",
     "CustomUIPart",
@@ -90,6 +91,11 @@ ToolState: TypeAlias = Literal[
     "output-error",
     "output-denied",
 ]
+
+
+def content_of(message: Mapping[str, Any]) -> dict[str, Any]:
+    """A UIMessage's content: everything but its ``id`` (what a store keeps under the id)."""
+    return {key: value for key, value in message.items() if key != "id"}
 
 
 def is_ai_sdk_format(fmt: str) -> bool:

@@ -177,10 +177,10 @@ class Database:
 
     @asynccontextmanager
     async def _pg_driver(self) -> AsyncIterator[Any]:
-        """PostgreSQL only: a pooled connection's asyncpg connection, outside any transaction, for a write that
-        is one pipeline of statements (``fetchmany``: one round trip, one implicit transaction, atomic). The
-        caller must set the caller scope itself, in an earlier statement of that pipeline (see
-        :meth:`ChatStore._insert_new_pg`).
+        """PostgreSQL only: a pooled connection's asyncpg connection, outside any transaction, for a read or a
+        write that is one pipeline of statements (``fetchmany``: one round trip, one implicit transaction, atomic).
+        The caller must set the caller scope itself, in an earlier statement of that pipeline (see
+        :meth:`ChatStore._insert_new_pg`, :meth:`ChatStore._load_owned_pg`).
 
         It is checked out of the pool as a bare pooled connection (``raw_connection``: the pool's checkout
         checks apply, but no ``Connection`` is built, which halved the cost of checkout and return). SQLAlchemy

@@ -515,17 +515,11 @@ class ChatStore(Database):
         runs, all of it or, on any error, nothing. Each write is :meth:`upsert_message`, or with ``edit``
         :meth:`edit_message`, of an AI SDK message. ``stream``, the turn's reply stream, is registered in the same
         transaction (one commit before the first byte instead of two)."""
+        # a new prompt, the common turn (in a new thread too): one round trip where the store can
+        if len(writes) == 1 and await self.insert_new_message(user_id, thread_id, writes[0], stream=stream):
+            return
         prepared = [(write, *_prepare_content(write.content, DEFAULT_FORMAT)) for write in writes]
         _check_text([w.message_id for w in writes] + [w.parent_id for w in writes], ())
-        if self.dialect == "postgresql" and len(prepared) == 1 and not prepared[0][0].edit:
-            # a new prompt, the common turn (in a new thread too): one round trip (see _insert_new_pg)
-            write, columns, part_rows, data = prepared[0]
-            stored = await self._insert_new_pg(
-                user_id, thread_id, write.message_id, write.parent_id, DEFAULT_FORMAT, data, columns, part_rows, None,
-                stream, create_thread=True,
-            )  # fmt: skip
-            if stored is not None:
-                return
         async with self._write(user_id) as conn:
             if not prepared:
                 await self._create_thread(conn, user_id, thread_id=thread_id)
@@ -547,6 +541,7 @@ class ChatStore(Database):
         """Whether :meth:`insert_new_message` can store anything (PostgreSQL only)."""
         return self.dialect == "postgresql"
 
+    @uncancellable
     async def insert_new_message(
         self, user_id: str, thread_id: str, write: MessageWrite, *, stream: NewStream | None = None
     ) -> bool:

@@ -22,6 +22,7 @@ from typing import Any, cast
 from sqlalchemy import Table, bindparam, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from chatkeep.protocol.messages import content_of
 from chatkeep.protocol.stream import MessageAssembler
 from chatkeep.store._db import SYSTEM, Database, uncancellable
 from chatkeep.store.chat_store import ChatStore, NewStream, insert_stream
@@ -157,8 +158,6 @@ class StreamLog(Database):
             return await self._append_pg(chunks, set(heartbeat), touched, ends or {}, now)
         async with self._write(SYSTEM) as conn:
             alive = select(_S.c.id, _S.c.stop_requested).where(_S.c.id.in_(touched))
-            if self.dialect == "postgresql":
-                alive = alive.with_for_update(read=True)  # a concurrent delete waits until these rows are written
             rows = (await conn.execute(alive)).all()
             existing = {row.id for row in rows}
             kept = [row for row in chunks if row[0] in existing]
@@ -288,7 +287,7 @@ class StreamLog(Database):
                 part["state"] = "done"
         if not reply["parts"]:
             return
-        content = {k: v for k, v in reply.items() if k != "id"}
+        content = content_of(reply)
         await messages._store_rebuilt(conn, owner, orphan.thread_id, orphan.message_id, parent_id, content)
 
     async def _chunk_texts(self, conn: AsyncConnection, stream_id: str) -> list[str]:

@@ -27,14 +27,21 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
 
 from chatkeep.chat.convert import to_model_messages, tool_name
 from chatkeep.chat.plan import TurnPlan, plan_turn
 from chatkeep.chat.streams import LiveStream, StreamHub
-from chatkeep.errors import DatabaseUnavailable, InvalidInput, ThreadNotFound, TooManyRequests, ValidationIssue
+from chatkeep.errors import (
+    DatabaseUnavailable,
+    InvalidInput,
+    ParentNotFound,
+    ThreadNotFound,
+    TooManyRequests,
+    ValidationIssue,
+)
 from chatkeep.protocol.ids import generate_id
 from chatkeep.protocol.messages import content_of, is_ai_sdk_format, parse_ui_message
 from chatkeep.protocol.stream import MessageAssembler, StreamFeatures, encode_sse
@@ -300,7 +307,9 @@ class ChatService:
         checkpoints: asyncio.Task[None] | None = None
         if self.checkpoint_interval:
             changed, ending = asyncio.Event(), asyncio.Event()
-            checkpoints = asyncio.create_task(self._checkpoints(user_id, thread_id, plan, assembler, changed, ending))
+            checkpoints = asyncio.create_task(
+                self._checkpoints(user_id, thread_id, plan, live, assembler, changed, ending)
+            )
 
         def emit(chunk: dict[str, Any]) -> None:
             assembler.apply(chunk)
@@ -354,21 +363,25 @@ class ChatService:
             # Store first, then end the stream: a client that reads the thread as soon as the stream ends must
             # find the reply there.
             try:
-                stored = await self._store_final(user_id, thread_id, plan, assembler, status)
+                stored = await self._store_final(user_id, thread_id, plan, live, assembler, status)
             except BaseException:  # cancelled while waiting for the database (this process shuts down)
                 self.hub.abandon(live)
                 raise
-            if stored:
+            if stored == "stored":
                 await self.hub.finish(live, "done" if status is None else status)
             else:
                 emit({"type": "error", "errorText": "The reply could not be saved in full."})
-                self.hub.abandon(live)
+                if stored == "later":
+                    self.hub.abandon(live)
+                else:  # the sweep could do no better: end the stream, with the loss in the log
+                    await self.hub.finish(live, "error")
 
     async def _checkpoints(
         self,
         user_id: str,
         thread_id: str,
         plan: TurnPlan,
+        live: LiveStream,
         assembler: MessageAssembler,
         changed: asyncio.Event,
         ending: asyncio.Event,
@@ -386,7 +399,7 @@ class ChatService:
                 return
             changed.clear()
             try:
-                await self._store_reply(user_id, thread_id, plan, assembler, "streaming")
+                await self._store_reply(user_id, thread_id, plan, live, assembler, "streaming")
                 database_down = False
             except DatabaseUnavailable as exc:
                 changed.set()
@@ -399,24 +412,31 @@ class ChatService:
                 await asyncio.wait_for(ending.wait(), self.checkpoint_interval)
 
     async def _store_final(
-        self, user_id: str, thread_id: str, plan: TurnPlan, assembler: MessageAssembler, status: str | None
-    ) -> bool:
-        """Store the reply with its final ``status``. True once it is stored (or there was nothing to store, or
+        self,
+        user_id: str,
+        thread_id: str,
+        plan: TurnPlan,
+        live: LiveStream,
+        assembler: MessageAssembler,
+        status: str | None,
+    ) -> Literal["stored", "later", "lost"]:
+        """Store the reply with its final ``status``: ``"stored"`` once it is (or there was nothing to store, or
         its thread was deleted meanwhile).
 
         While the database is unavailable, it tries again after 0.1 s, doubling up to 2 s, for up to
         ``store_retry_for`` seconds (an upsert of the whole reply in one transaction: repeating it is harmless,
-        even after a COMMIT whose answer was lost). False when the database stayed away that long, or the store
-        refused the reply for another reason (logged): the stream sweep then rebuilds the reply from its logged
-        chunks (or closes its last checkpoint, with ``checkpoint_interval``) and marks it ``interrupted``.
+        even after a COMMIT whose answer was lost). ``"later"`` when the database stayed away that long: the
+        stream sweep then rebuilds the reply from its logged chunks (or closes its last checkpoint, with
+        ``checkpoint_interval``) and marks it ``interrupted``. ``"lost"`` when the store refused the reply for
+        another reason (logged), which a rebuild would meet again.
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.store_retry_for
         delay = 0.1
         while True:
             try:
-                await self._store_reply(user_id, thread_id, plan, assembler, status)
-                return True
+                await self._store_reply(user_id, thread_id, plan, live, assembler, status)
+                return "stored"
             except DatabaseUnavailable as exc:
                 left = deadline - loop.time()
                 if left <= 0:
@@ -424,7 +444,7 @@ class ChatService:
                         "could not store the reply %s in thread %s within %g s (%s): the sweep rebuilds it later",
                         assembler.message["id"], thread_id, self.store_retry_for, exc,
                     )  # fmt: skip
-                    return False
+                    return "later"
                 if delay == 0.1:
                     log.warning(
                         "the database is unavailable; the reply in thread %s is stored once it is back", thread_id
@@ -433,26 +453,37 @@ class ChatService:
                 delay = min(delay * 2, 2.0)
             except Exception:
                 log.exception("could not store the reply %s in thread %s", assembler.message["id"], thread_id)
-                return False
+                return "lost"
 
     async def _store_reply(
-        self, user_id: str, thread_id: str, plan: TurnPlan, assembler: MessageAssembler, status: str | None
+        self,
+        user_id: str,
+        thread_id: str,
+        plan: TurnPlan,
+        live: LiveStream,
+        assembler: MessageAssembler,
+        status: str | None,
     ) -> None:
         """One attempt to store the reply as it is now with ``status``, in one transaction (all its parts or
-        nothing). Raises what the store raises, except :class:`ThreadNotFound` (the thread was deleted
-        meanwhile: there is nothing to keep)."""
+        nothing), under the turn's prompt; or, when the prompt (or the continued message's parent) was deleted
+        or edited meanwhile, where the reply's stream says it goes now (:meth:`StreamLog.store_reply`: under the
+        nearest message left). Raises what the store raises, except :class:`ThreadNotFound` (the thread was
+        deleted meanwhile: there is nothing to keep)."""
         reply = assembler.message
         if not reply["parts"] and plan.continued is None:
             return
+        content = content_of(reply)
         try:
-            await self.store.upsert_message(
-                user_id,
-                thread_id,
-                message_id=reply["id"],
-                parent_id=plan.reply_parent,
-                content=content_of(reply),
-                status=status,
-            )
+            try:
+                await self.store.upsert_message(
+                    user_id, thread_id, message_id=reply["id"], parent_id=plan.reply_parent, content=content,
+                    status=status,
+                )  # fmt: skip
+            except ParentNotFound:
+                await self.hub.log.store_reply(
+                    live.id, user_id=user_id, thread_id=thread_id, message_id=reply["id"], content=content,
+                    status=status,
+                )  # fmt: skip
         except ThreadNotFound:
             log.info("thread %s was deleted while its reply %s was generated", thread_id, reply["id"])
 

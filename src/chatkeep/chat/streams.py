@@ -320,7 +320,11 @@ class StreamHub:
         """For a long-running service: close what a dead earlier life of this process (or a dead neighbour on this
         host) left active, then keep sweeping for streams whose producer stopped beating."""
         await self.broker.start()
-        await self.recover()
+        try:
+            await self.recover()
+        except Exception:
+            # Start-up never depends on the streams others left behind: the sweep closes them later.
+            log.exception("could not close the streams a dead process left unfinished; the sweep tries again")
         self._sweeper = asyncio.create_task(self._sweep_loop())
 
     async def recover(self) -> list[StreamInfo]:

@@ -147,6 +147,14 @@ async def insert_stream(conn: AsyncConnection, thread_id: str, stream: NewStream
     )
 
 
+async def _move_stream_parents(conn: AsyncConnection, thread_id: str, old: str, new: str | None) -> None:
+    """Make the streams whose reply goes under ``old`` put it under ``new``: a stream's ``parent_id`` is where its
+    reply goes once generated, a child to come, so it follows the message as the message's children do (a
+    deletion moves them up, an edit keeps them under the old version). The caller holds the thread's lock, taken
+    before any stream row, in the order :meth:`chatkeep.store.streams.StreamLog.interrupt_orphans` takes them."""
+    await conn.execute(update(_S).where(_S.c.thread_id == thread_id, _S.c.parent_id == old).values(parent_id=new))
+
+
 @dataclass(frozen=True, slots=True)
 class _UpsertTarget:
     message_seq: int
@@ -469,21 +477,22 @@ class ChatStore(Database):
         async with self._write(user_id) as conn:
             return await self._edit(conn, user_id, thread_id, message_id, format, data, columns, part_rows)
 
-    async def _store_rebuilt(
+    async def _store_reply(
         self,
         conn: AsyncConnection,
         user_id: str,
         thread_id: str,
         message_id: str,
-        parent_id: str | None,
+        parent_id: str | None | _Unset,
         content: Mapping[str, Any],
+        status: str | None,
     ) -> None:
-        """Store a reply rebuilt from its stream's chunks after its producer died (``interrupted``)."""
+        """Store a reply the server generated (an AI SDK message), in the caller's transaction ``conn``: as
+        :meth:`upsert_message` does, for :class:`chatkeep.store.streams.StreamLog`, which decides where it goes."""
         columns, part_rows, data = _prepare_content(content, DEFAULT_FORMAT)
         await self._upsert(
-            conn, user_id, thread_id, message_id, parent_id, DEFAULT_FORMAT, data, columns, part_rows, False,
-            "interrupted",
-        )  # fmt: skip
+            conn, user_id, thread_id, message_id, parent_id, DEFAULT_FORMAT, data, columns, part_rows, False, status
+        )
 
     async def _edit(
         self,
@@ -498,9 +507,11 @@ class ChatStore(Database):
     ) -> tuple[StoredMessage, str]:
         parent_id = await self._lock_and_find_parent(conn, user_id, thread_id, message_id)
         old_id = f"{message_id[:200]}~{generate_id(size=10)}"
-        # ON UPDATE CASCADE carries the children's parent_id and the parts along.
+        # ON UPDATE CASCADE carries the children's parent_id and the parts along; a reply being generated to the
+        # old version goes with it too (see _move_stream_parents).
         await conn.execute(update(_M).where(_M.c.thread_id == thread_id, _M.c.id == message_id).values(id=old_id))
         await conn.execute(update(_T).where(_T.c.id == thread_id, _T.c.head_id == message_id).values(head_id=old_id))
+        await _move_stream_parents(conn, thread_id, message_id, old_id)
         stored = await self._upsert(
             conn, user_id, thread_id, message_id, parent_id, format, data, columns, part_rows, False, None
         )
@@ -708,7 +719,8 @@ class ChatStore(Database):
 
     @uncancellable
     async def delete_message(self, user_id: str, thread_id: str, message_id: str) -> None:
-        """Delete one message and its parts; its children move up to its parent, so no branch is lost.
+        """Delete one message and its parts; its children move up to its parent, so no branch is lost. So do the
+        replies being generated under it: each is stored there when it ends (or is rebuilt after a crash).
 
         If it was the active leaf, its parent becomes the active leaf.
         """
@@ -717,6 +729,7 @@ class ChatStore(Database):
             await conn.execute(
                 update(_M).where(_M.c.thread_id == thread_id, _M.c.parent_id == message_id).values(parent_id=parent_id)
             )
+            await _move_stream_parents(conn, thread_id, message_id, parent_id)
             await conn.execute(delete(_M).where(_M.c.thread_id == thread_id, _M.c.id == message_id))
             await conn.execute(
                 update(_T).where(_T.c.id == thread_id, _T.c.head_id == message_id).values(head_id=parent_id)

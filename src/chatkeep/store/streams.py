@@ -14,21 +14,25 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, delete, func, insert, select, update
+from sqlalchemy import Table, Update, bindparam, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from chatkeep.errors import DatabaseUnavailable, ParentNotFound
 from chatkeep.protocol.messages import content_of
 from chatkeep.protocol.stream import MessageAssembler
 from chatkeep.store._db import SYSTEM, Database, uncancellable
-from chatkeep.store.chat_store import ChatStore, NewStream, insert_stream
+from chatkeep.store.chat_store import UNSET, ChatStore, NewStream, insert_stream
 from chatkeep.store.models import MessageRow, PartRow, StreamChunkRow, StreamRow, ThreadRow
 
 __all__ = ["StreamInfo", "StreamLog"]
+
+log = logging.getLogger("chatkeep.store")
 
 _S = cast(Table, StreamRow.__table__)
 _C = cast(Table, StreamChunkRow.__table__)
@@ -92,6 +96,11 @@ _PG_APPEND = (
     ")"
     " SELECT alive.id, alive.stop_requested FROM caller LEFT JOIN alive ON true"
 )
+
+
+def _end(stream_id: str, status: str) -> Update:
+    """The statement that ends the stream with ``status`` if it is still ``active``."""
+    return update(_S).where(_S.c.id == stream_id, _S.c.status == "active").values(status=status, updated_at=_now())
 
 
 def _info(row: Any) -> StreamInfo:
@@ -186,9 +195,7 @@ class StreamLog(Database):
     @uncancellable
     async def finish(self, stream_id: str, status: str) -> None:
         async with self._write(SYSTEM) as conn:
-            await conn.execute(
-                update(_S).where(_S.c.id == stream_id, _S.c.status == "active").values(status=status, updated_at=_now())
-            )
+            await conn.execute(_end(stream_id, status))
 
     async def get(self, stream_id: str) -> StreamInfo | None:
         async with self._read(SYSTEM) as conn:
@@ -227,35 +234,57 @@ class StreamLog(Database):
         async with self._write(SYSTEM) as conn:
             await conn.execute(update(_S).where(_S.c.id.in_(stream_ids)).values(stop_requested=True))
 
-    @uncancellable
     async def interrupt_orphans(
         self, is_dead: Callable[[str], bool], *, stale_before: datetime | None = None
     ) -> list[StreamInfo]:
         """Mark ``interrupted`` the active streams whose producer is gone: ``is_dead(owner)``, or (when
-        ``stale_before`` is given) no heartbeat since then. Each one's reply is rebuilt from its stored chunks
-        (replayed as the client's reducer does, onto the stored message for a continuation), every part left
-        open is closed, and it is stored as an ``interrupted`` message, so the thread reads as a normal, if cut
-        short, conversation. A reply that is already stored in full (its producer died after storing it) is
-        left as it is."""
-        async with self._write(SYSTEM) as conn:
-            rows = (await conn.execute(select(*_INFO_COLUMNS, _S.c.parent_id).where(_S.c.status == "active"))).all()
-            orphans = [
-                (_info(r), r.parent_id)
-                for r in rows
-                if is_dead(r.owner) or (stale_before is not None and r.updated_at < stale_before)
-            ]
-            if not orphans:
-                return []
-            ids = [o.id for o, _ in orphans]
-            await conn.execute(update(_S).where(_S.c.id.in_(ids)).values(status="interrupted", updated_at=_now()))
-            messages = ChatStore(self.engine)
-            for orphan, parent_id in orphans:
-                await self._rebuild(conn, messages, orphan, parent_id)
-            return [o for o, _ in orphans]
+        ``stale_before`` is given) no heartbeat since then, and return them. Each one's reply is rebuilt from its
+        stored chunks (replayed as the client's reducer does, onto the stored message for a continuation), every
+        part left open is closed, and it is stored as an ``interrupted`` message where the stream says it goes
+        (see :meth:`store_reply`), so the thread reads as a normal, if cut short, conversation. A reply that is
+        already stored in full (its producer died after storing it) is left as it is.
 
-    async def _rebuild(
-        self, conn: AsyncConnection, messages: ChatStore, orphan: StreamInfo, parent_id: str | None
-    ) -> None:
+        Each stream is recovered in a transaction of its own, so none depends on another. One whose reply cannot
+        be stored (whatever a user made of its thread) is logged and ends as ``error``, so it is not tried again;
+        it is not returned. Only :class:`DatabaseUnavailable` stops the round (the rest waits for the next one).
+        """
+        async with self._read(SYSTEM) as conn:
+            rows = (await conn.execute(select(*_INFO_COLUMNS).where(_S.c.status == "active"))).all()
+        orphans = [
+            _info(r) for r in rows if is_dead(r.owner) or (stale_before is not None and r.updated_at < stale_before)
+        ]
+        recovered = []
+        for orphan in orphans:
+            try:
+                if await self._interrupt(orphan):
+                    recovered.append(orphan)
+            except DatabaseUnavailable:
+                raise
+            except Exception:
+                log.exception(
+                    "the reply of stream %s (message %s, thread %s) could not be rebuilt and is lost; its stream "
+                    "ends as 'error'", orphan.id, orphan.message_id, orphan.thread_id,
+                )  # fmt: skip
+                await self.finish(orphan.id, "error")
+        return recovered
+
+    @uncancellable
+    async def _interrupt(self, orphan: StreamInfo) -> bool:
+        """End one orphaned stream as ``interrupted`` and store its rebuilt reply, in one transaction; False when
+        it is not active any more (another process recovered it, or its thread is gone)."""
+        messages = ChatStore(self.engine)
+        async with self._write(SYSTEM) as conn:
+            owner = (await conn.execute(select(_T.c.user_id).where(_T.c.id == orphan.thread_id))).scalar()
+            if owner is None:
+                return False
+            # The thread first, then the stream row: the order every writer of both takes them in.
+            await messages._lock_thread(conn, owner, orphan.thread_id)
+            if (await conn.execute(_end(orphan.id, "interrupted"))).rowcount == 0:
+                return False
+            await self._rebuild(conn, messages, orphan, owner)
+        return True
+
+    async def _rebuild(self, conn: AsyncConnection, messages: ChatStore, orphan: StreamInfo, owner: str) -> None:
         where = (_M.c.thread_id == orphan.thread_id, _M.c.id == orphan.message_id)
         stored = (await conn.execute(select(_M.c.status, _M.c.updated_at).where(*where))).first()
         if stored is not None and stored.status == "streaming":
@@ -270,9 +299,6 @@ class StreamLog(Database):
         started = (await conn.execute(select(_S.c.created_at).where(_S.c.id == orphan.id))).scalar_one()
         if stored is not None and stored.updated_at >= started:
             return  # stored in full by its producer, which died before it could end the stream
-        owner = (await conn.execute(select(_T.c.user_id).where(_T.c.id == orphan.thread_id))).scalar()
-        if owner is None:
-            return
         base = None
         if stored is not None:  # a continuation: the chunks continue the stored message
             loaded, _ = await messages._load_messages(conn, orphan.thread_id, _M.c.id == orphan.message_id)
@@ -287,8 +313,58 @@ class StreamLog(Database):
                 part["state"] = "done"
         if not reply["parts"]:
             return
-        content = content_of(reply)
-        await messages._store_rebuilt(conn, owner, orphan.thread_id, orphan.message_id, parent_id, content)
+        await self._store_where_it_goes(
+            conn, messages, orphan.id, owner, orphan.thread_id, orphan.message_id, content_of(reply), "interrupted"
+        )
+
+    @uncancellable
+    async def store_reply(
+        self,
+        stream_id: str,
+        *,
+        user_id: str,
+        thread_id: str,
+        message_id: str,
+        content: Mapping[str, Any],
+        status: str | None,
+    ) -> None:
+        """Store the reply of the user's stream ``stream_id`` (``content``: the UIMessage without ``id``) where
+        its stream says it goes now, in one transaction: for a producer whose reply lost its parent while it was
+        generated (:class:`ParentNotFound`). The stream's ``parent_id`` follows the tree
+        (:meth:`ChatStore.delete_message` moves it up with the deleted message's children, an edit keeps it under
+        the old version), so the reply lands under the nearest message that is left. Should even that be gone (a
+        stream registered before parents were moved), the reply keeps its stored place (a continuation) or
+        becomes a root of the thread: it is never dropped. :class:`ThreadNotFound` when the thread is gone."""
+        messages = ChatStore(self.engine)
+        async with self._write(user_id) as conn:
+            await messages._lock_thread(conn, user_id, thread_id)
+            await self._store_where_it_goes(conn, messages, stream_id, user_id, thread_id, message_id, content, status)
+
+    async def _store_where_it_goes(
+        self,
+        conn: AsyncConnection,
+        messages: ChatStore,
+        stream_id: str,
+        user_id: str,
+        thread_id: str,
+        message_id: str,
+        content: Mapping[str, Any],
+        status: str | None,
+    ) -> None:
+        """:meth:`store_reply` in ``conn``, which holds the thread's lock (so the stream's ``parent_id`` read here
+        is the one a concurrent :meth:`ChatStore.delete_message` left)."""
+        row = (await conn.execute(select(_S.c.parent_id).where(_S.c.id == stream_id))).first()
+        if row is not None:
+            try:
+                await messages._store_reply(conn, user_id, thread_id, message_id, row.parent_id, content, status)
+                return
+            except ParentNotFound:  # raised before anything is written: the transaction goes on
+                pass
+        log.warning(
+            "the parent of reply %s in thread %s is gone: the reply is stored where it was, or as a root of the thread",
+            message_id, thread_id,
+        )  # fmt: skip
+        await messages._store_reply(conn, user_id, thread_id, message_id, UNSET, content, status)
 
     async def _chunk_texts(self, conn: AsyncConnection, stream_id: str) -> list[str]:
         query = select(_C.c.chunk).where(_C.c.stream_id == stream_id).order_by(_C.c.seq)

@@ -9,7 +9,9 @@ terminal, plain summary lines otherwise. See :mod:`chatkeep.store.transfer` for 
 from __future__ import annotations
 
 import asyncio
+import math
 import os
+import socket
 import sys
 import tempfile
 from collections.abc import Awaitable, Callable, Iterator
@@ -26,6 +28,7 @@ from chatkeep.errors import ChatkeepError
 from chatkeep.settings import Settings
 
 if TYPE_CHECKING:
+    from chatkeep.chat.service import ChatService
     from chatkeep.store.transfer import ImportReport, RecordResult, Transfer
 
 __all__ = ["main"]
@@ -93,7 +96,31 @@ def serve(
             "(CHATKEEP_JWT_SECRET, CHATKEEP_JWKS_URL), listen on 127.0.0.1, or pass --allow-unauthenticated."
         )
     console.print(f"chatkeep on [bold]http://{host}:{port}[/] (API docs at /docs), database {settings.database_url}")
-    uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=False)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="info",
+        proxy_headers=False,
+        timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_s) + _SHUTDOWN_MARGIN_S,
+    )
+    chat: ChatService = app.state.chatkeep.chat
+
+    class Server(uvicorn.Server):
+        """uvicorn's server, which on SIGTERM (or Ctrl-C) waits for open connections, here up to the grace and
+        the margin; the replies being generated get the grace from the same moment (ChatService.begin_shutdown),
+        so each ends in time for its connection to send it (an ``abort`` and ``[DONE]``) before uvicorn cuts it."""
+
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            chat.begin_shutdown()
+            await super().shutdown(sockets)
+
+    Server(config).run()
+
+
+#: After the shutdown grace, how long uvicorn still waits for connections: the interrupted replies are stored
+#: and their streams end meanwhile (a write each). Then it closes what is left and the process exits.
+_SHUTDOWN_MARGIN_S = 5
 
 
 def _is_loopback(host: str) -> bool:

@@ -84,6 +84,12 @@ class Settings(BaseSettings):
     max_concurrent_streams: int = Field(
         default=4, ge=0, description="Replies one user may have generating at once (0: no limit)."
     )
+    shutdown_grace_s: float = Field(
+        default=30,
+        ge=0,
+        description="On SIGTERM, replies still being generated may finish for this long; then they are stopped, "
+        "stored as interrupted, and the process exits.",
+    )
     max_messages_per_request: int = Field(default=1000, ge=1, description="Messages in one POST /api/chat.")
     max_parts_per_message: int = Field(default=1000, ge=1, description="Parts in one message.")
     max_text_chars: int = Field(default=4_000_000, ge=1, description="Characters in one text or reasoning part.")

@@ -62,7 +62,8 @@ def include_chatkeep(
     Adds the routes under ``prefix`` and chatkeep's error handlers, and keeps ``store`` on ``app.state``. The
     caller owns the lifecycles: the store's (``await upgrade(store.engine)`` at start, ``await store.close()``
     at the end) and the chat service's (``await chat.startup()``, which closes replies a dead process left
-    unfinished, and ``await chat.close()``, which interrupts those still running).
+    unfinished, and ``await chat.close()``, which lets those still running finish for up to its
+    ``shutdown_grace`` (``settings.shutdown_grace_s`` for the default one) and interrupts the rest).
 
     ``chat`` answers ``POST /api/chat``: by default the model named in ``settings.model`` with the built-in
     tools; pass a :class:`ChatService` with your own model and tools. Plug in your own authentication with
@@ -81,6 +82,7 @@ def include_chatkeep(
             hub=StreamHub(StreamLog(store.engine), broker=broker),
             model_timeout=settings.model_timeout_s,
             max_concurrent_streams=settings.max_concurrent_streams,
+            shutdown_grace=settings.shutdown_grace_s,
         )
     limiter: RateLimiter | None = None
     if settings.requests_per_minute:

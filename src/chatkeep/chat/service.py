@@ -100,7 +100,9 @@ class ChatService:
     (seconds); by default only the chunk log keeps it, which costs far less (one write per flush for all streams
     instead of rewriting every reply);
     ``store_retry_for`` how long the final store of a reply is retried while the database is unavailable (the
-    reply's stream waits for it before its ``[DONE]``).
+    reply's stream waits for it before its ``[DONE]``);
+    ``shutdown_grace`` how long the replies still being generated may go on once the service begins to stop
+    (:meth:`begin_shutdown`, else :meth:`close`) before they are interrupted.
     """
 
     def __init__(
@@ -119,6 +121,7 @@ class ChatService:
         model_timeout: float = 300.0,
         max_concurrent_streams: int = 0,
         store_retry_for: float = 30.0,
+        shutdown_grace: float = 0.0,
     ) -> None:
         self.store = store
         self.model = model
@@ -140,14 +143,37 @@ class ChatService:
         self.model_timeout = model_timeout
         self.max_concurrent_streams = max_concurrent_streams
         self.store_retry_for = store_retry_for
+        self.shutdown_grace = shutdown_grace
         self._tasks: set[asyncio.Task[None]] = set()
+        #: when the replies still running are interrupted (event loop time), once the service began to stop
+        self._stop_at: float | None = None
+        self._stop_timer: asyncio.TimerHandle | None = None
 
     async def startup(self) -> None:
         """For a long-running service: close replies a dead process left unfinished, and keep watching."""
         await self.hub.start()
 
+    def begin_shutdown(self) -> None:
+        """The service is about to stop: the replies still being generated ``shutdown_grace`` seconds from now are
+        interrupted then (their partial text stored ``interrupted``, their streams ended with ``abort``), so their
+        clients get a proper end while the server still waits for their connections (``chatkeep serve`` calls it
+        when the server begins to stop). Later calls change nothing."""
+        if self._stop_at is not None:
+            return
+        loop = asyncio.get_running_loop()
+        self._stop_at = loop.time() + self.shutdown_grace
+        self._stop_timer = loop.call_at(self._stop_at, self.hub.interrupt_all)
+
     async def close(self) -> None:
-        """Interrupt the replies still being generated (their partial text is stored) and stop background work."""
+        """Let the replies being generated finish until ``shutdown_grace`` seconds after :meth:`begin_shutdown`
+        (called now if it was not), interrupt the rest (their partial text is stored ``interrupted``), and stop
+        background work."""
+        self.begin_shutdown()
+        assert self._stop_at is not None and self._stop_timer is not None
+        loop = asyncio.get_running_loop()
+        while self._tasks and (left := self._stop_at - loop.time()) > 0:
+            await asyncio.wait(list(self._tasks), timeout=left)  # never cancels them, unlike wait_for
+        self._stop_timer.cancel()
         await self.hub.close()
         await self.wait_idle()
 

@@ -333,10 +333,15 @@ class StreamHub:
             log.warning("stream %s of thread %s was left unfinished; marked interrupted", orphan.id, orphan.thread_id)
         return orphans
 
-    async def close(self) -> None:
-        """Interrupt this process's streams (their partial replies are stored), flush, and stop the loops."""
+    def interrupt_all(self) -> None:
+        """Ask every producer of this process to stop, as a shutdown does (their partial replies are stored
+        ``interrupted`` and their streams end)."""
         for live in list(self.live.values()):
             live.request_stop("shutdown")
+
+    async def close(self) -> None:
+        """Interrupt this process's streams (their partial replies are stored), flush, and stop the loops."""
+        self.interrupt_all()
         pending = [live.task for live in self.live.values() if live.task is not None]
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
@@ -489,21 +494,27 @@ class StreamHub:
                     log.info("the stream log is written again")
                 self._log_down = False
 
+    async def _interrupt_stale(self, now: datetime) -> None:
+        await self.log.interrupt_orphans(
+            lambda owner: owner_is_dead(owner, me=self.owner), stale_before=now - timedelta(seconds=self.stale_after)
+        )
+
+    async def _trim(self, now: datetime) -> None:
+        await self.log.trim(chunks_before=now - timedelta(minutes=1), streams_before=now - timedelta(days=1))
+
     async def _sweep_loop(self) -> None:
-        """Never ends by itself: a failed sweep (the database is down, say) is retried at the next one."""
+        """Never ends by itself: a failed sweep (the database is down, say) is retried at the next one. Closing
+        orphans and trimming the log are tried apart, so neither failing stops the other."""
         while True:
             await asyncio.sleep(max(self.stale_after / 3, 1.0))
-            try:
-                now = datetime.now(UTC)
-                await self.log.interrupt_orphans(
-                    lambda owner: owner_is_dead(owner, me=self.owner),
-                    stale_before=now - timedelta(seconds=self.stale_after),
-                )
-                await self.log.trim(chunks_before=now - timedelta(minutes=1), streams_before=now - timedelta(days=1))
-            except DatabaseUnavailable as exc:
-                log.warning("stream housekeeping skipped, will retry: %s", exc)
-            except Exception:
-                log.exception("stream housekeeping failed; will retry")
+            now = datetime.now(UTC)
+            for job in (self._interrupt_stale, self._trim):
+                try:
+                    await job(now)
+                except DatabaseUnavailable as exc:
+                    log.warning("stream housekeeping skipped, will retry: %s", exc)
+                except Exception:
+                    log.exception("stream housekeeping failed; will retry")
 
     # -- reading and stopping --------------------------------------------------------------------------------
 

@@ -145,8 +145,7 @@ class ChatService:
         self.store_retry_for = store_retry_for
         self.shutdown_grace = shutdown_grace
         self._tasks: set[asyncio.Task[None]] = set()
-        #: when the replies still running are interrupted (event loop time), once the service began to stop
-        self._stop_at: float | None = None
+        #: interrupts the replies still running, once the service began to stop
         self._stop_timer: asyncio.TimerHandle | None = None
 
     async def startup(self) -> None:
@@ -158,22 +157,23 @@ class ChatService:
         interrupted then (their partial text stored ``interrupted``, their streams ended with ``abort``), so their
         clients get a proper end while the server still waits for their connections (``chatkeep serve`` calls it
         when the server begins to stop). Later calls change nothing."""
-        if self._stop_at is not None:
-            return
-        loop = asyncio.get_running_loop()
-        self._stop_at = loop.time() + self.shutdown_grace
-        self._stop_timer = loop.call_at(self._stop_at, self.hub.interrupt_all)
+        self._shutdown_timer()
+
+    def _shutdown_timer(self) -> asyncio.TimerHandle:
+        if self._stop_timer is None:
+            loop = asyncio.get_running_loop()
+            self._stop_timer = loop.call_at(loop.time() + self.shutdown_grace, self.hub.interrupt_all)
+        return self._stop_timer
 
     async def close(self) -> None:
         """Let the replies being generated finish until ``shutdown_grace`` seconds after :meth:`begin_shutdown`
         (called now if it was not), interrupt the rest (their partial text is stored ``interrupted``), and stop
         background work."""
-        self.begin_shutdown()
-        assert self._stop_at is not None and self._stop_timer is not None
+        timer = self._shutdown_timer()
         loop = asyncio.get_running_loop()
-        while self._tasks and (left := self._stop_at - loop.time()) > 0:
+        while self._tasks and (left := timer.when() - loop.time()) > 0:
             await asyncio.wait(list(self._tasks), timeout=left)  # never cancels them, unlike wait_for
-        self._stop_timer.cancel()
+        timer.cancel()
         await self.hub.close()
         await self.wait_idle()
 
@@ -491,10 +491,10 @@ class ChatService:
         status: str | None,
     ) -> None:
         """One attempt to store the reply as it is now with ``status``, in one transaction (all its parts or
-        nothing), under the turn's prompt; or, when the prompt (or the continued message's parent) was deleted
-        or edited meanwhile, where the reply's stream says it goes now (:meth:`StreamLog.store_reply`: under the
-        nearest message left). Raises what the store raises, except :class:`ThreadNotFound` (the thread was
-        deleted meanwhile: there is nothing to keep)."""
+        nothing), under the turn's prompt; or, when that is no longer its place (:class:`ParentNotFound`: the
+        prompt, or the continued message's parent, was deleted meanwhile), where the reply's stream says it goes
+        now (:meth:`StreamLog.store_reply`: under the nearest message left). Raises what the store raises, except
+        :class:`ThreadNotFound` (the thread was deleted meanwhile: there is nothing to keep)."""
         reply = assembler.message
         if not reply["parts"] and plan.continued is None:
             return

@@ -5,7 +5,10 @@ reply survives its producer's crash up to the last flush. Guarantees:
 
 * chunks of a stream have sequence numbers 0, 1, 2, … with no gaps; ``chunk_count`` is how many are stored;
 * a stream's ``status`` leaves ``active`` exactly once (``done``, ``aborted``, ``error`` by its producer, or
-  ``interrupted`` by whoever notices the producer died), and its chunks are all stored by then;
+  ``interrupted`` by whoever notices the producer died, ``error`` when its reply could not be rebuilt), and its
+  chunks are all stored by then;
+* a stream's ``parent_id`` names the message its reply goes under, and follows the tree as that message's
+  children do (see :meth:`StreamLog.store_reply`);
 * what a user asks (:meth:`StreamLog.active`, :meth:`StreamLog.count_active`) is scoped to that user; the rest is
   the service's own bookkeeping, keyed by stream ids that never leave the server, and runs as ``SYSTEM``.
 """

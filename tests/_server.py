@@ -41,8 +41,10 @@ def running_server(
     has not killed it already)."""
     port = port or free_port()
     cmd = [sys.executable, "-m", "chatkeep", "serve", "--port", str(port), "--database-url", database_url]
-    # One test user here stands for many people: the per-user request limit is off unless a test sets it.
-    proc_env = {**os.environ, "CHATKEEP_REQUESTS_PER_MINUTE": "0", **(env or {})}
+    # One test user here stands for many people: the per-user request limit is off unless a test sets it. Stopping
+    # the server interrupts the replies a test left running at once, unless a test sets a shutdown grace.
+    defaults = {"CHATKEEP_REQUESTS_PER_MINUTE": "0", "CHATKEEP_SHUTDOWN_GRACE_S": "0"}
+    proc_env = {**os.environ, **defaults, **(env or {})}
     with tempfile.TemporaryFile(mode="w+") as log:
         proc = subprocess.Popen(cmd, env=proc_env, stdout=log, stderr=subprocess.STDOUT, text=True)
         server = Server(f"http://127.0.0.1:{port}", proc, log)

@@ -351,11 +351,14 @@ class StreamHub:
 
     # -- producing -------------------------------------------------------------------------------------------
 
-    def prepare(self, *, thread_id: str, message_id: str, parent_id: str | None = None) -> tuple[LiveStream, NewStream]:
-        """A live stream not yet registered, and its row: insert the row (with the turn's prompt:
+    def prepare(
+        self, *, thread_id: str, message_id: str, parent_id: str | None = None, max_active: int = 0
+    ) -> tuple[LiveStream, NewStream]:
+        """A live stream not yet registered, and its row (admitted only while the user has fewer than
+        ``max_active`` active streams, when given): insert the row (with the turn's prompt:
         :meth:`ChatStore.write_messages` or :meth:`ChatStore.insert_new_message`), then :meth:`adopt` the stream."""
         stream = LiveStream(generate_id("stream"), thread_id, message_id)
-        return stream, NewStream(stream.id, message_id, self.owner, parent_id)
+        return stream, NewStream(stream.id, message_id, self.owner, parent_id, max_active)
 
     def adopt(self, stream: LiveStream) -> None:
         """Start publishing ``stream``, whose row is stored."""

@@ -6,8 +6,10 @@ reply survives its producer's crash up to the last flush. Guarantees:
 * chunks of a stream have sequence numbers 0, 1, 2, … with no gaps; ``chunk_count`` is how many are stored;
 * a stream's ``status`` leaves ``active`` exactly once (``done``, ``aborted``, ``error`` by its producer, or
   ``interrupted`` by whoever notices the producer died), and its chunks are all stored by then;
-* what a user asks (:meth:`StreamLog.active`, :meth:`StreamLog.count_active`) is scoped to that user; the rest is
-  the service's own bookkeeping, keyed by stream ids that never leave the server, and runs as ``SYSTEM``.
+* what a user asks (:meth:`StreamLog.active`) is scoped to that user; the rest is the service's own bookkeeping,
+  keyed by stream ids that never leave the server, and runs as ``SYSTEM``;
+* a chat turn registers its stream with its prompt, admitted against the user's limit of active streams in that
+  same transaction (:func:`chatkeep.store.chat_store.admit_stream`).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, delete, func, insert, select, update
+from sqlalchemy import Table, bindparam, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chatkeep.protocol.messages import content_of
@@ -205,16 +207,6 @@ class StreamLog(Database):
         )
         async with self._read(user_id) as conn:
             return [_info(row) for row in (await conn.execute(query)).all()]
-
-    async def count_active(self, user_id: str) -> int:
-        """How many replies the user has generating right now (in every process)."""
-        query = (
-            select(func.count())
-            .select_from(_S.join(_T, _T.c.id == _S.c.thread_id))
-            .where(_T.c.user_id == user_id, _S.c.status == "active")
-        )
-        async with self._read(user_id) as conn:
-            return int((await conn.execute(query)).scalar_one())
 
     async def chunks(self, stream_id: str, after: int) -> list[tuple[int, str]]:
         """The stored chunks with a sequence number above ``after``, in order."""

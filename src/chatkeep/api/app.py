@@ -74,6 +74,7 @@ def include_chatkeep(
     """
     settings = settings or Settings()
     redis: RedisLink | None = None
+    # one link for whatever uses Redis here: the default chat service's broker and the request limiter
     if settings.redis_url and (chat is None or settings.requests_per_minute):
         redis = RedisLink(
             settings.redis_url, timeout=settings.redis_timeout_s, connect_timeout=settings.redis_connect_timeout_s

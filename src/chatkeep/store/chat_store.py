@@ -693,7 +693,7 @@ class ChatStore(Database):
             role=columns["role"], metadata=_json_arg(columns["metadata_"]), content=_json_arg(columns["content"]),
             extra=_json_arg(columns["extra"]), status=status, parts=_pg_parts_document(part_rows), stream=stream,
         )  # fmt: skip
-        # the first execution writes nothing: it only sets the caller
+        # the first execution writes nothing: it only sets the caller (and takes the stream admission's lock)
         pipeline = [_pg_insert_args(user_id, now, stream=stream), write]
         if create_thread and parent_id is None:
             # A new thread's first message: one more execution, between the two, creates the thread (under the
@@ -1274,7 +1274,8 @@ def _pg_insert_new_sql() -> str:
     Admission is :func:`admit_stream`'s, in one round trip: with ``$19``, every execution takes the user's
     advisory lock (the first one waits for it; taking it again costs nothing), and the thread and the message are
     written only if the user's active streams are fewer than ``$19``. That count is fresh in the executions that
-    write: each statement reads with a snapshot taken when it starts, after the first one was granted the lock.
+    write (the only ones that count): each statement reads with a snapshot taken when it starts, after the first
+    one was granted the lock.
 
     Hand-written because SQLAlchemy cannot say it (data-modifying CTEs, ``json_to_recordset``) and its statement
     building cost more than the database work; the user filter is still :func:`_owned`'s. Built once per
@@ -1298,7 +1299,8 @@ def _pg_insert_new_sql() -> str:
         f"), admission_lock AS (SELECT pg_advisory_xact_lock({_ADMISSION_LOCKS}, hashtext($11::varchar))"
         " WHERE $19::int4 > 0"
         "), admitted AS ("
-        f" SELECT $19::int4 = 0 OR ({active}) < $19::int4 AS ok"
+        f" SELECT CASE WHEN $19::int4 = 0 OR NOT ($12::bool OR $18::bool) THEN true ELSE ({active}) < $19::int4 END"
+        " AS ok"
         "), new_thread AS ("
         " INSERT INTO threads (id, user_id, local_id, title, status, custom, head_id, message_seq, created_at,"
         " updated_at)"

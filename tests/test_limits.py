@@ -45,7 +45,7 @@ async def test_the_limit_is_shared_by_every_process_through_redis(store: ChatSto
         statuses = [(await (a if i % 2 else b).get("/api/threads")).status_code for i in range(6)]
     assert statuses == [200, 200, 200, 200, 429, 429]
     for app in (one, two):
-        await app.state.chatkeep.limiter.close()
+        await app.state.chatkeep.redis.close()
 
 
 async def test_replies_generating_at_once_per_user(store: ChatStore) -> None:

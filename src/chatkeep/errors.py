@@ -23,6 +23,7 @@ __all__ = [
     "SchemaMissing",
     "ThreadNotFound",
     "TooManyRequests",
+    "TooManyStreams",
     "Unauthorized",
     "ValidationIssue",
 ]
@@ -149,6 +150,14 @@ class TooManyRequests(ChatkeepError):
     def __init__(self, message: str, *, retry_after: int) -> None:
         super().__init__(message)
         self.retry_after = max(1, retry_after)
+
+
+class TooManyStreams(TooManyRequests):
+    """The user already has ``limit`` replies generating, as many as they may: a new turn may start once one ends."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"{limit} replies are already being generated for you; wait for one to end.", retry_after=5)
+        self.limit = limit
 
 
 class DatabaseUnavailable(ChatkeepError):

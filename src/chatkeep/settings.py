@@ -77,6 +77,13 @@ class Settings(BaseSettings):
         description="Redis for running several chatkeep processes: wakes readers of a stream in other processes "
         "at once (without it they poll the database).",
     )
+    redis_timeout_s: float = Field(
+        default=0.5,
+        gt=0,
+        description="Longest wait for one Redis command: a Redis slower than this counts as unavailable, and "
+        "chatkeep runs without it (as if it were not configured) until it answers again.",
+    )
+    redis_connect_timeout_s: float = Field(default=1.0, gt=0, description="Longest wait for a connection to Redis.")
     model_timeout_s: float = Field(default=300, gt=0, description="A model silent for this long fails the turn.")
     requests_per_minute: int = Field(
         default=600, ge=0, description="Requests per user per minute (0: no limit); shared through Redis if set."

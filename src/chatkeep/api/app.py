@@ -20,9 +20,11 @@ from chatkeep.api.errors import install_error_handlers
 from chatkeep.api.limits import LocalWindow, RateLimiter, RedisWindow
 from chatkeep.api.routes import chat as chat_routes
 from chatkeep.api.routes import history, threads
+from chatkeep.chat.brokers import LocalBroker, RedisBroker
 from chatkeep.chat.models import resolve_model
+from chatkeep.chat.redis_link import RedisLink
 from chatkeep.chat.service import ChatService
-from chatkeep.chat.streams import LocalBroker, RedisBroker, StreamHub
+from chatkeep.chat.streams import StreamHub
 from chatkeep.errors import ChatkeepError
 from chatkeep.protocol.stream import StreamFeatures
 from chatkeep.settings import Settings
@@ -61,17 +63,26 @@ def include_chatkeep(
 
     Adds the routes under ``prefix`` and chatkeep's error handlers, and keeps ``store`` on ``app.state``. The
     caller owns the lifecycles: the store's (``await upgrade(store.engine)`` at start, ``await store.close()``
-    at the end) and the chat service's (``await chat.startup()``, which closes replies a dead process left
+    at the end), the chat service's (``await chat.startup()``, which closes replies a dead process left
     unfinished, and ``await chat.close()``, which lets those still running finish for up to its
-    ``shutdown_grace`` (``settings.shutdown_grace_s`` for the default one) and interrupts the rest).
+    ``shutdown_grace`` (``settings.shutdown_grace_s`` for the default one) and interrupts the rest) and, with
+    ``settings.redis_url``, Redis's (``await app.state.chatkeep.redis.close()`` after the chat service's). Redis is
+    optional at any time: while it is unavailable chatkeep runs as without it, and ``app.state.chatkeep.degraded``
+    says so.
 
     ``chat`` answers ``POST /api/chat``: by default the model named in ``settings.model`` with the built-in
     tools; pass a :class:`ChatService` with your own model and tools. Plug in your own authentication with
     ``app.dependency_overrides[chatkeep.api.get_current_user] = your_dependency`` (it returns the user id).
     """
     settings = settings or Settings()
+    redis: RedisLink | None = None
+    # one link for whatever uses Redis here: the default chat service's broker and the request limiter
+    if settings.redis_url and (chat is None or settings.requests_per_minute):
+        redis = RedisLink(
+            settings.redis_url, timeout=settings.redis_timeout_s, connect_timeout=settings.redis_connect_timeout_s
+        )
     if chat is None:
-        broker = RedisBroker(settings.redis_url) if settings.redis_url else LocalBroker()
+        broker = RedisBroker(redis) if redis is not None else LocalBroker()
         chat = ChatService(
             store,
             resolve_model(settings.model, settings),
@@ -87,12 +98,12 @@ def include_chatkeep(
     limiter: RateLimiter | None = None
     if settings.requests_per_minute:
         limiter = (
-            RedisWindow(settings.redis_url, settings.requests_per_minute)
-            if settings.redis_url
+            RedisWindow(redis, settings.requests_per_minute)
+            if redis is not None
             else LocalWindow(settings.requests_per_minute)
         )
     app.state.chatkeep = ChatkeepState(
-        store=store, settings=settings, authenticator=Authenticator(settings), chat=chat, limiter=limiter
+        store=store, settings=settings, authenticator=Authenticator(settings), chat=chat, limiter=limiter, redis=redis
     )
     if settings.cors_origins:
         app.add_middleware(
@@ -127,7 +138,8 @@ def create_app(
                     "connected to PostgreSQL as a superuser or a role with BYPASSRLS: row-level security does not "
                     "apply, so only chatkeep's own query filters keep users apart; connect as an ordinary role"
                 )
-        service: ChatService = app.state.chatkeep.chat
+        state: ChatkeepState = app.state.chatkeep
+        service = state.chat
         await service.startup()
         # What start-up built (modules, the app, the models' schemas) lives as long as the process: keep it out of
         # the garbage collector's full collections, which otherwise rescan those 100,000+ objects every few
@@ -143,6 +155,8 @@ def create_app(
             yield
         finally:
             await service.close()
+            if state.redis is not None:
+                await state.redis.close()
             if owned:
                 await the_store.close()
 
@@ -157,6 +171,15 @@ def create_app(
     @app.get("/healthz", tags=["service"], summary="Liveness and database reachability")
     async def healthz(store: StoreDep) -> Response:
         await store.ping()
+        return Response(b'{"status":"ok"}', media_type="application/json")
+
+    @app.get("/readyz", tags=["service"], summary="Readiness: the database, and whether a configured Redis answers")
+    async def readyz(store: StoreDep) -> Response:
+        """503 when the database is unreachable; otherwise ``ok``, or ``degraded`` while a configured Redis is
+        unavailable (every request is still served, as without Redis)."""
+        await store.ping()
+        if app.state.chatkeep.degraded:
+            return Response(b'{"status":"degraded","redis":"unavailable"}', media_type="application/json")
         return Response(b'{"status":"ok"}', media_type="application/json")
 
     _mount_web(app)

@@ -9,6 +9,7 @@ from fastapi import Depends, Path, Query, Request
 
 from chatkeep.api.auth import Authenticator
 from chatkeep.api.limits import RateLimiter
+from chatkeep.chat.redis_link import RedisLink
 from chatkeep.chat.service import ChatService
 from chatkeep.settings import Settings
 from chatkeep.store import ChatStore
@@ -42,6 +43,14 @@ class ChatkeepState:
     authenticator: Authenticator
     chat: ChatService
     limiter: RateLimiter | None = None
+    #: the Redis that the default chat service and the request limiter share (``None`` without Redis)
+    redis: RedisLink | None = None
+
+    @property
+    def degraded(self) -> bool:
+        """Whether chatkeep runs without an optional dependency right now (Redis is configured but unavailable):
+        it still serves every request, only with its no-Redis behaviour."""
+        return (self.redis is not None and self.redis.degraded) or self.chat.hub.broker.degraded
 
 
 async def get_store(request: Request) -> ChatStore:

@@ -1,5 +1,5 @@
 """Requests per user per minute: a fixed one-minute window, counted in Redis when configured (so every process
-shares it), else in this process's memory.
+shares it) and available, else in this process's memory.
 
 Fixed windows are coarse (a burst may straddle two windows) but cheap: one Redis round trip, or one dict lookup, per
 request. Over the limit is a 429 with ``Retry-After`` set to the seconds left in the window.
@@ -11,6 +11,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
+from chatkeep.chat.redis_link import RedisLink
 from chatkeep.errors import PayloadTooLarge, TooManyRequests
 from chatkeep.settings import Settings
 
@@ -46,27 +47,31 @@ class LocalWindow:
 
 
 class RedisWindow:
-    def __init__(self, url: str, per_minute: int) -> None:
-        import redis.asyncio as redis
+    """The window counted in Redis, shared by every process. While Redis is unavailable (see
+    :class:`~chatkeep.chat.redis_link.RedisLink`: a failed call marks it so, until it answers again) requests are
+    counted in this process instead, so a user is still limited, per process, rather than not at all."""
 
+    def __init__(self, link: RedisLink, per_minute: int) -> None:
         self.limit = per_minute
-        self._redis = redis.from_url(url)
+        self.link = link
+        self._fallback = LocalWindow(per_minute)
 
     async def hit(self, user_id: str) -> None:
-        window = int(time.time() // 60)
-        key = f"chatkeep:rate:{window}:{user_id}"
-        try:
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.incr(key)
-                pipe.expire(key, 120)
-                count, _ = await pipe.execute()
-        except Exception:  # the limiter must not take the service down with Redis: let the request through
-            return
-        if int(count) > self.limit:
-            raise _refuse(self.limit, (window + 1) * 60)
-
-    async def close(self) -> None:
-        await self._redis.aclose()
+        if self.link.up:
+            window = int(time.time() // 60)
+            key = f"chatkeep:rate:{window}:{user_id}"
+            try:
+                async with self.link.client.pipeline(transaction=True) as pipe:
+                    pipe.incr(key)
+                    pipe.expire(key, 120)
+                    count, _ = await pipe.execute()
+            except self.link.errors as exc:
+                self.link.failed(exc)
+            else:
+                if int(count) > self.limit:
+                    raise _refuse(self.limit, (window + 1) * 60)
+                return
+        await self._fallback.hit(user_id)
 
 
 def check_message_size(message: Mapping[str, Any], settings: Settings, loc: Sequence[str | int]) -> None:

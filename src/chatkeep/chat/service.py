@@ -34,14 +34,7 @@ from pydantic import BaseModel, ValidationError
 from chatkeep.chat.convert import to_model_messages, tool_name
 from chatkeep.chat.plan import TurnPlan, plan_turn
 from chatkeep.chat.streams import LiveStream, StreamHub
-from chatkeep.errors import (
-    DatabaseUnavailable,
-    InvalidInput,
-    ParentNotFound,
-    ThreadNotFound,
-    TooManyRequests,
-    ValidationIssue,
-)
+from chatkeep.errors import DatabaseUnavailable, InvalidInput, ParentNotFound, ThreadNotFound, ValidationIssue
 from chatkeep.protocol.ids import generate_id
 from chatkeep.protocol.messages import content_of, is_ai_sdk_format, parse_ui_message
 from chatkeep.protocol.stream import MessageAssembler, StreamFeatures, encode_sse
@@ -67,7 +60,7 @@ from chatkeep.providers.base import (
     ToolResult,
     ToolResultContent,
 )
-from chatkeep.store import ChatStore, MessageTree, MessageWrite
+from chatkeep.store import ChatStore, MessageTree, MessageWrite, NewStream
 from chatkeep.store.streams import StreamLog
 from chatkeep.tools import Tool, ToolError, ToolRegistry
 
@@ -102,7 +95,10 @@ class ChatService:
     ``store_retry_for`` how long the final store of a reply is retried while the database is unavailable (the
     reply's stream waits for it before its ``[DONE]``);
     ``shutdown_grace`` how long the replies still being generated may go on once the service begins to stop
-    (:meth:`begin_shutdown`, else :meth:`close`) before they are interrupted.
+    (:meth:`begin_shutdown`, else :meth:`close`) before they are interrupted;
+    ``max_concurrent_streams`` how many replies one user may have generating at once (0: any number), counted
+    across every process sharing the database: a turn over it is refused (:class:`TooManyStreams`) by the
+    transaction that would store its prompt, so nothing of it is stored.
     """
 
     def __init__(
@@ -229,7 +225,6 @@ class ChatService:
         if issues:
             raise InvalidInput(issues)
         plan = plan_turn(tree, messages=messages, message=message, trigger=trigger, client_tools=self._client_tools)
-        await self._check_concurrency(user_id)
         # Only now that the request is known to be acceptable is anything written. (Another user's thread id
         # raises ThreadNotFound here, as if it did not exist.)
         # All of it in one transaction: a failure halfway leaves nothing behind.
@@ -246,7 +241,7 @@ class ChatService:
             content = content_of(plan.continued)
             writes.append(MessageWrite(plan.continued["id"], plan.reply_parent, content))
         message_id = plan.continued["id"] if plan.continued is not None else generate_id("msg")
-        live, stream_row = self.hub.prepare(thread_id=thread_id, message_id=message_id, parent_id=plan.reply_parent)
+        live, stream_row = self._prepare_stream(thread_id, message_id, plan)
         await self.store.write_messages(user_id, thread_id, writes, stream=stream_row)
         return self._launch(user_id, thread_id, plan, live)
 
@@ -272,21 +267,22 @@ class ChatService:
         )
         if plan.kind != "submit" or len(plan.new_user_messages) != 1:
             return None
-        await self._check_concurrency(user_id)
         new_message, parent = plan.new_user_messages[0]
         write = MessageWrite(new_message["id"], parent, content_of(new_message))
-        message_id = generate_id("msg")
-        live, stream_row = self.hub.prepare(thread_id=thread_id, message_id=message_id, parent_id=plan.reply_parent)
+        live, stream_row = self._prepare_stream(thread_id, generate_id("msg"), plan)
         if not await self.store.insert_new_message(user_id, thread_id, write, stream=stream_row):
             return None
         return self._launch(user_id, thread_id, plan, live)
 
-    async def _check_concurrency(self, user_id: str) -> None:
-        if self.max_concurrent_streams and await self.hub.log.count_active(user_id) >= self.max_concurrent_streams:
-            raise TooManyRequests(
-                f"{self.max_concurrent_streams} replies are already being generated for you; wait for one to end.",
-                retry_after=5,
-            )
+    def _prepare_stream(self, thread_id: str, message_id: str, plan: TurnPlan) -> tuple[LiveStream, NewStream]:
+        """The reply's live stream and its row, which the store admits (or refuses with :class:`TooManyStreams`)
+        in the very transaction that stores the prompt: the limit holds against any burst, in every process."""
+        return self.hub.prepare(
+            thread_id=thread_id,
+            message_id=message_id,
+            parent_id=plan.reply_parent,
+            max_active=self.max_concurrent_streams,
+        )
 
     def _launch(self, user_id: str, thread_id: str, plan: TurnPlan, live: LiveStream) -> Turn:
         """Publish ``live`` (its row and the prompt are stored) and start generating its reply."""

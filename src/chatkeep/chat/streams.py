@@ -6,8 +6,8 @@
 * A single flusher per process writes the new chunks of *all* live streams to the :class:`StreamLog` in one
   transaction every ``flush_interval`` (and moves their heartbeats on), so another process can replay and follow a
   stream, and a crash loses at most that interval of the chunk log.
-* Another process follows a stream from the log, waking up on a :class:`Broker` notification (Redis pub/sub when
-  configured) or, without one, every ``poll_interval``.
+* Another process follows a stream from the log, waking up on a :class:`~chatkeep.chat.brokers.Broker`
+  notification (Redis pub/sub when configured and available) or, without one, every ``poll_interval``.
 * Stopping works from any process: the producer's own process cancels it at once; another process flags the
   stream in the database and the producer's flusher sees the flag within one ``flush_interval``.
 * A database outage stops nothing here: readers in the producing process keep following from memory (nothing
@@ -27,15 +27,15 @@ import socket
 from array import array
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
 
+from chatkeep.chat.brokers import Broker, LocalBroker
 from chatkeep.errors import Conflict, DatabaseUnavailable
 from chatkeep.protocol.ids import generate_id
 from chatkeep.protocol.stream import DONE, encode_sse
 from chatkeep.store import NewStream
 from chatkeep.store.streams import StreamInfo, StreamLog
 
-__all__ = ["Broker", "LiveStream", "LocalBroker", "RedisBroker", "StreamHub", "make_owner_id"]
+__all__ = ["LiveStream", "StreamHub", "make_owner_id"]
 
 log = logging.getLogger("chatkeep.streams")
 
@@ -67,86 +67,6 @@ def owner_is_dead(owner: str, *, me: str) -> bool:
     except PermissionError:
         return False
     return False
-
-
-class Broker(Protocol):
-    """Wakes readers in other processes when a stream has news."""
-
-    async def start(self) -> None: ...
-
-    async def notify(self, stream_id: str) -> None: ...
-
-    async def wait(self, stream_id: str, max_wait: float) -> None: ...
-
-    async def close(self) -> None: ...
-
-
-class LocalBroker:
-    """No cross-process notifications: readers in other processes poll the log."""
-
-    async def start(self) -> None:
-        return None
-
-    async def notify(self, stream_id: str) -> None:
-        return None
-
-    async def wait(self, stream_id: str, max_wait: float) -> None:
-        await asyncio.sleep(max_wait)
-
-    async def close(self) -> None:
-        return None
-
-
-class RedisBroker:
-    """Redis pub/sub on one channel per process group: a message names the stream that has news."""
-
-    CHANNEL = "chatkeep:streams"
-
-    def __init__(self, url: str) -> None:
-        import redis.asyncio as redis
-
-        self._redis = redis.from_url(url)
-        self._events: dict[str, list[asyncio.Event]] = {}
-        self._task: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        pubsub = self._redis.pubsub()
-        await pubsub.subscribe(self.CHANNEL)
-        self._task = asyncio.create_task(self._listen(pubsub))
-
-    async def _listen(self, pubsub: object) -> None:
-        async for message in pubsub.listen():  # type: ignore[attr-defined]
-            if message.get("type") != "message":
-                continue
-            stream_id = message["data"].decode() if isinstance(message["data"], bytes) else str(message["data"])
-            for event in self._events.get(stream_id, ()):
-                event.set()
-
-    async def notify(self, stream_id: str) -> None:
-        try:
-            await self._redis.publish(self.CHANNEL, stream_id)
-        except Exception as exc:  # Redis is an accelerator: readers still poll the log
-            log.warning("could not publish to Redis: %s", exc)
-
-    async def wait(self, stream_id: str, max_wait: float) -> None:
-        event = asyncio.Event()
-        self._events.setdefault(stream_id, []).append(event)
-        try:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(event.wait(), max_wait)
-        finally:
-            waiters = self._events.get(stream_id, [])
-            if event in waiters:
-                waiters.remove(event)
-            if not waiters:
-                self._events.pop(stream_id, None)
-
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        await self._redis.aclose()
 
 
 class _Cursor:
@@ -360,11 +280,14 @@ class StreamHub:
 
     # -- producing -------------------------------------------------------------------------------------------
 
-    def prepare(self, *, thread_id: str, message_id: str, parent_id: str | None = None) -> tuple[LiveStream, NewStream]:
-        """A live stream not yet registered, and its row: insert the row (with the turn's prompt:
+    def prepare(
+        self, *, thread_id: str, message_id: str, parent_id: str | None = None, max_active: int = 0
+    ) -> tuple[LiveStream, NewStream]:
+        """A live stream not yet registered, and its row (admitted only while the user has fewer than
+        ``max_active`` active streams, when given): insert the row (with the turn's prompt:
         :meth:`ChatStore.write_messages` or :meth:`ChatStore.insert_new_message`), then :meth:`adopt` the stream."""
         stream = LiveStream(generate_id("stream"), thread_id, message_id)
-        return stream, NewStream(stream.id, message_id, self.owner, parent_id)
+        return stream, NewStream(stream.id, message_id, self.owner, parent_id, max_active)
 
     def adopt(self, stream: LiveStream) -> None:
         """Start publishing ``stream``, whose row is stored."""
@@ -562,31 +485,32 @@ class StreamHub:
         stays unavailable for ``stale_after``, it ends with an ``error`` chunk (the client may resume later)."""
         after = -1
         down_since: float | None = None
-        while True:
-            try:
-                for seq, chunk in await self.log.chunks(info.id, after):
-                    after = seq
-                    yield b"data: " + chunk.encode() + b"\n\n"
-                current = await self.log.get(info.id)
-                ended = current is None or current.status != "active"
-                stale = current is not None and current.updated_at < datetime.now(UTC) - timedelta(
-                    seconds=self.stale_after
-                )
-                if ended or stale:
+        with self.broker.watch(info.id) as news:
+            while True:
+                try:
                     for seq, chunk in await self.log.chunks(info.id, after):
                         after = seq
                         yield b"data: " + chunk.encode() + b"\n\n"
-                    yield DONE
-                    return
-                down_since = None
-            except DatabaseUnavailable:
-                now = asyncio.get_running_loop().time()
-                down_since = now if down_since is None else down_since
-                if now - down_since >= self.stale_after:
-                    yield _DATABASE_GONE
-                    yield DONE
-                    return
-            await self.broker.wait(info.id, self.poll_interval)
+                    current = await self.log.get(info.id)
+                    ended = current is None or current.status != "active"
+                    stale = current is not None and current.updated_at < datetime.now(UTC) - timedelta(
+                        seconds=self.stale_after
+                    )
+                    if ended or stale:
+                        for seq, chunk in await self.log.chunks(info.id, after):
+                            after = seq
+                            yield b"data: " + chunk.encode() + b"\n\n"
+                        yield DONE
+                        return
+                    down_since = None
+                except DatabaseUnavailable:
+                    now = asyncio.get_running_loop().time()
+                    down_since = now if down_since is None else down_since
+                    if now - down_since >= self.stale_after:
+                        yield _DATABASE_GONE
+                        yield DONE
+                        return
+                await news.wait(self.poll_interval)
 
     async def stop(self, user_id: str, thread_id: str, *, max_wait: float = 10.0) -> None:
         """Stop every active stream of the user's thread and wait (up to ``max_wait`` seconds) until they have ended."""
@@ -609,5 +533,6 @@ class StreamHub:
             await asyncio.wait_for(asyncio.gather(*waits), max_wait)
 
     async def _until_ended(self, stream_id: str) -> None:
-        while (info := await self.log.get(stream_id)) is not None and info.status == "active":
-            await self.broker.wait(stream_id, self.poll_interval)
+        with self.broker.watch(stream_id) as news:
+            while (info := await self.log.get(stream_id)) is not None and info.status == "active":
+                await news.wait(self.poll_interval)

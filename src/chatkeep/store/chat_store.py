@@ -61,6 +61,7 @@ from chatkeep.errors import (
     MessageNotFound,
     ParentNotFound,
     ThreadNotFound,
+    TooManyStreams,
     ValidationIssue,
 )
 from chatkeep.protocol.ids import generate_id
@@ -77,7 +78,7 @@ from chatkeep.store.mapping import (
 from chatkeep.store.models import MessageRow, PartRow, StreamRow, ThreadRow
 from chatkeep.store.records import MessageTree, Page, StoredMessage, Thread, ThreadStatus
 
-__all__ = ["DEFAULT_FORMAT", "UNSET", "ChatStore", "MessageWrite", "NewStream", "insert_stream"]
+__all__ = ["DEFAULT_FORMAT", "UNSET", "ChatStore", "MessageWrite", "NewStream", "admit_stream", "insert_stream"]
 
 #: The format of messages chatkeep writes itself (assistant-ui's name for the ai 6/7 UIMessage shape).
 DEFAULT_FORMAT: Final = "ai-sdk/v6"
@@ -120,12 +121,45 @@ class MessageWrite:
 @dataclass(frozen=True, slots=True)
 class NewStream:
     """An ``active`` stream to register: the reply ``message_id`` (to go under ``parent_id``) that the process
-    ``owner`` is generating (see :class:`chatkeep.store.streams.StreamLog`)."""
+    ``owner`` is generating (see :class:`chatkeep.store.streams.StreamLog`). With ``max_active``, the write that
+    registers it is refused (:class:`TooManyStreams`, nothing written) when the user already has that many active
+    streams (see :func:`admit_stream`)."""
 
     id: str
     message_id: str
     owner: str
     parent_id: str | None = None
+    max_active: int = 0
+
+
+#: The first of the two keys of the transaction-scoped advisory lock that serializes one user's stream admissions
+#: on PostgreSQL (the second is a hash of the user id): a key space of chatkeep's own, apart from other users of
+#: advisory locks in the database ("chkp").
+_ADMISSION_LOCKS: Final = 0x63686B70
+
+
+def _active_streams(user_id: Any) -> Any:
+    """How many active streams the user has, in every process (a scalar query)."""
+    return (
+        select(func.count())
+        .select_from(_S.join(_T, _T.c.id == _S.c.thread_id))
+        .where(_owned(user_id), _S.c.status == "active")
+    )
+
+
+async def admit_stream(conn: AsyncConnection, user_id: str, stream: NewStream) -> None:
+    """Refuse (:class:`TooManyStreams`) to register ``stream`` when the user already has ``stream.max_active``
+    active streams; a no-op without ``max_active``. Run it first in the transaction that inserts the stream: the
+    count and the insert are then one atomic step for every process sharing the database, since the admissions of
+    one user take turns until their transactions end. On PostgreSQL they queue on a transaction-scoped advisory
+    lock on the user (the count runs after it is granted, so under READ COMMITTED it sees every stream committed
+    before); on SQLite the write transaction (``BEGIN IMMEDIATE``) is exclusive already."""
+    if not stream.max_active:
+        return
+    if conn.dialect.name == "postgresql":
+        await conn.execute(select(func.pg_advisory_xact_lock(_ADMISSION_LOCKS, func.hashtext(user_id))))
+    if (await conn.execute(_active_streams(user_id))).scalar_one() >= stream.max_active:
+        raise TooManyStreams(stream.max_active)
 
 
 async def insert_stream(conn: AsyncConnection, thread_id: str, stream: NewStream) -> None:
@@ -525,13 +559,16 @@ class ChatStore(Database):
         with this id (:class:`ThreadNotFound` if another user has it): what a chat turn stores before its model
         runs, all of it or, on any error, nothing. Each write is :meth:`upsert_message`, or with ``edit``
         :meth:`edit_message`, of an AI SDK message. ``stream``, the turn's reply stream, is registered in the same
-        transaction (one commit before the first byte instead of two)."""
+        transaction (one commit before the first byte instead of two), if admitted (:func:`admit_stream`: else
+        :class:`TooManyStreams`, and nothing is written)."""
         # a new prompt, the common turn (in a new thread too): one round trip where the store can
         if len(writes) == 1 and await self.insert_new_message(user_id, thread_id, writes[0], stream=stream):
             return
         prepared = [(write, *_prepare_content(write.content, DEFAULT_FORMAT)) for write in writes]
         _check_text([w.message_id for w in writes] + [w.parent_id for w in writes], ())
         async with self._write(user_id) as conn:
+            if stream is not None:
+                await admit_stream(conn, user_id, stream)
             if not prepared:
                 await self._create_thread(conn, user_id, thread_id=thread_id)
             for index, (write, columns, part_rows, data) in enumerate(prepared):
@@ -560,7 +597,8 @@ class ChatStore(Database):
         is created for a root message if they have none with this id), with ``stream``'s row; or return False,
         having written nothing, when it is not that case: the message is in the thread already, the thread is
         another user's, the parent is not in the thread. One round trip on PostgreSQL; elsewhere always False (the
-        caller then takes its general path). Refuses invalid content as :meth:`write_messages` does."""
+        caller then takes its general path). Refuses invalid content as :meth:`write_messages` does, and a stream
+        it does not admit (:class:`TooManyStreams`, as :func:`admit_stream` decides)."""
         if not self.inserts_in_one_round_trip or write.edit:
             return False
         columns, part_rows, data = _prepare_content(write.content, DEFAULT_FORMAT)
@@ -666,20 +704,23 @@ class ChatStore(Database):
             role=columns["role"], metadata=_json_arg(columns["metadata_"]), content=_json_arg(columns["content"]),
             extra=_json_arg(columns["extra"]), status=status, parts=_pg_parts_document(part_rows), stream=stream,
         )  # fmt: skip
-        # the first execution writes nothing: it only sets the caller
-        pipeline = [_pg_insert_args(user_id, now), write]
+        # the first execution writes nothing: it only sets the caller (and takes the stream admission's lock)
+        pipeline = [_pg_insert_args(user_id, now, stream=stream), write]
         if create_thread and parent_id is None:
             # A new thread's first message: one more execution, between the two, creates the thread (under the
             # caller the first one set; the last one then finds it). Only for a root message: with the thread
             # created, the write can then only fail with an error, which undoes the whole pipeline, so a thread
             # is never left behind without the message that made it.
-            pipeline.insert(1, _pg_insert_args(user_id, now, thread_id=thread_id, create=True))
+            pipeline.insert(1, _pg_insert_args(user_id, now, thread_id=thread_id, create=True, stream=stream))
         async with self._pg_driver() as driver:
             try:
                 rows = await driver.fetchmany(_pg_insert_new_sql(), pipeline)
             except asyncpg.IntegrityConstraintViolationError:
                 return None  # rolled back with its implicit transaction: let _upsert say what is wrong
-        seq = rows[-1][0]
+        seq, admitted = rows[-1][0], rows[-1][3]
+        if not admitted:
+            assert stream is not None
+            raise TooManyStreams(stream.max_active)
         if seq is None:
             return None
         return StoredMessage(
@@ -1220,11 +1261,12 @@ def _pg_insert_args(
     parts: str = "[]",
     stream: NewStream | None = None,
 ) -> list[Any]:
-    """The parameters of one execution of :func:`_pg_insert_new_sql`, in their order (``$1`` … ``$18``)."""
+    """The parameters of one execution of :func:`_pg_insert_new_sql`, in their order (``$1`` … ``$19``)."""
     return [
         thread_id, message_id, parent_id, format, role, metadata, content, extra, status, now, user_id, write, parts,
         None if stream is None else stream.id, None if stream is None else stream.message_id,
         None if stream is None else stream.parent_id, None if stream is None else stream.owner, create,
+        0 if stream is None else stream.max_active,
     ]  # fmt: skip
 
 
@@ -1237,10 +1279,16 @@ def _pg_insert_new_sql() -> str:
     parent, ``$4`` format, ``$5`` role, ``$6`` metadata, ``$7`` content, ``$8`` extra, ``$9`` status, ``$10``
     now, ``$11`` user, ``$12`` whether to write (else it only sets the caller), ``$13`` the parts
     (:func:`_pg_parts_document`), then a stream to register with the message (``$14`` its id, NULL for none,
-    ``$15`` its reply's id, ``$16`` the reply's parent, ``$17`` its owner: see :class:`NewStream`), and ``$18``
+    ``$15`` its reply's id, ``$16`` the reply's parent, ``$17`` its owner: see :class:`NewStream`), ``$18``
     whether to create the thread for the user (an empty thread, as :meth:`ChatStore.create_thread` makes it, unless
-    the id is taken, by them or anyone). Returns one row: the message's ``seq`` (NULL: nothing was written) and the
-    caller set.
+    the id is taken, by them or anyone), and ``$19`` the stream's ``max_active`` (0: no limit). Returns one row:
+    the message's ``seq`` (NULL: nothing was written), the caller set, and whether the stream was admitted.
+
+    Admission is :func:`admit_stream`'s, in one round trip: with ``$19``, every execution takes the user's
+    advisory lock (the first one waits for it; taking it again costs nothing), and the thread and the message are
+    written only if the user's active streams are fewer than ``$19``. That count is fresh in the executions that
+    write (the only ones that count): each statement reads with a snapshot taken when it starts, after the first
+    one was granted the lock.
 
     Hand-written because SQLAlchemy cannot say it (data-modifying CTEs, ``json_to_recordset``) and its statement
     building cost more than the database work; the user filter is still :func:`_owned`'s. Built once per
@@ -1250,7 +1298,9 @@ def _pg_insert_new_sql() -> str:
     if sql is not None:
         return sql
     dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
-    owned = str(_owned(cast(str, literal_column("$11::varchar"))).compile(dialect=dialect))
+    user = cast(str, literal_column("$11::varchar"))
+    owned = str(_owned(user).compile(dialect=dialect))
+    active = str(_active_streams(user).compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
     names = ", ".join(name for name, _ in _PG_PART_COLUMNS)
     values = ", ".join(f"r.{name}::json" if is_json else f"r.{name}" for name, is_json in _PG_PART_COLUMNS)
     record = ", ".join(f"{name} {_pg_record_type(name)}" for name, _ in _PG_PART_COLUMNS)
@@ -1259,11 +1309,16 @@ def _pg_insert_new_sql() -> str:
         "WITH caller AS ("
         " SELECT set_config('chatkeep.user_id', $11::varchar, true) AS user_id,"
         " set_config('chatkeep.system', 'off', true) AS system"
+        f"), admission_lock AS (SELECT pg_advisory_xact_lock({_ADMISSION_LOCKS}, hashtext($11::varchar))"
+        " WHERE $19::int4 > 0"
+        "), admitted AS ("
+        f" SELECT CASE WHEN $19::int4 = 0 OR NOT ($12::bool OR $18::bool) THEN true ELSE ({active}) < $19::int4 END"
+        " AS ok"
         "), new_thread AS ("
         " INSERT INTO threads (id, user_id, local_id, title, status, custom, head_id, message_seq, created_at,"
         " updated_at)"
         " SELECT $1::varchar, $11::varchar, NULL, NULL, 'regular', NULL, NULL, 0, $10::timestamptz, $10::timestamptz"
-        " WHERE $18::bool ON CONFLICT DO NOTHING"
+        " WHERE $18::bool AND (SELECT ok FROM admitted) ON CONFLICT DO NOTHING"
         "), thread AS ("
         f" SELECT message_seq FROM threads WHERE $12::bool AND threads.id = $1::varchar AND {owned} FOR UPDATE"
         "), m AS ("
@@ -1271,8 +1326,8 @@ def _pg_insert_new_sql() -> str:
         " (thread_id, id, parent_id, seq, format, role, metadata, content, extra, status, created_at, updated_at)"
         " SELECT $1::varchar, $2::varchar, $3::varchar, thread.message_seq + 1, $4::varchar, $5::varchar,"
         " $6::json, $7::json, $8::json, $9::varchar, $10::timestamptz, $10::timestamptz FROM thread"
-        " WHERE $3::varchar IS NULL"
-        " OR EXISTS (SELECT FROM messages AS parent WHERE parent.thread_id = $1::varchar AND parent.id = $3::varchar)"
+        " WHERE (SELECT ok FROM admitted) AND ($3::varchar IS NULL"
+        " OR EXISTS (SELECT FROM messages AS parent WHERE parent.thread_id = $1::varchar AND parent.id = $3::varchar))"
         " ON CONFLICT (thread_id, id) DO NOTHING RETURNING seq"
         "), p AS ("
         f" INSERT INTO parts (thread_id, message_id, {names})"
@@ -1287,7 +1342,8 @@ def _pg_insert_new_sql() -> str:
         " UPDATE threads SET message_seq = m.seq, head_id = $2::varchar, updated_at = $10::timestamptz"
         f" FROM m WHERE threads.id = $1::varchar AND {owned}"
         ")"
-        " SELECT (SELECT seq FROM m), caller.user_id, caller.system FROM caller"
+        " SELECT (SELECT seq FROM m), caller.user_id, caller.system, (SELECT ok FROM admitted),"
+        " (SELECT count(*) FROM admission_lock) FROM caller"
     )
     _pg_insert_new_cache[_owned] = sql
     return sql

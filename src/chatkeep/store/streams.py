@@ -9,8 +9,10 @@ reply survives its producer's crash up to the last flush. Guarantees:
   chunks are all stored by then;
 * a stream's ``parent_id`` names the message its reply goes under, and follows the tree as that message's
   children do (see :meth:`StreamLog.store_reply`);
-* what a user asks (:meth:`StreamLog.active`, :meth:`StreamLog.count_active`) is scoped to that user; the rest is
-  the service's own bookkeeping, keyed by stream ids that never leave the server, and runs as ``SYSTEM``.
+* what a user asks (:meth:`StreamLog.active`) is scoped to that user; the rest is the service's own bookkeeping,
+  keyed by stream ids that never leave the server, and runs as ``SYSTEM``;
+* a chat turn registers its stream with its prompt, admitted against the user's limit of active streams in that
+  same transaction (:func:`chatkeep.store.chat_store.admit_stream`).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, Update, bindparam, delete, func, insert, select, update
+from sqlalchemy import Table, Update, bindparam, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chatkeep.errors import DatabaseUnavailable, ParentNotFound
@@ -215,16 +217,6 @@ class StreamLog(Database):
         )
         async with self._read(user_id) as conn:
             return [_info(row) for row in (await conn.execute(query)).all()]
-
-    async def count_active(self, user_id: str) -> int:
-        """How many replies the user has generating right now (in every process)."""
-        query = (
-            select(func.count())
-            .select_from(_S.join(_T, _T.c.id == _S.c.thread_id))
-            .where(_T.c.user_id == user_id, _S.c.status == "active")
-        )
-        async with self._read(user_id) as conn:
-            return int((await conn.execute(query)).scalar_one())
 
     async def chunks(self, stream_id: str, after: int) -> list[tuple[int, str]]:
         """The stored chunks with a sequence number above ``after``, in order."""

@@ -75,6 +75,7 @@ def serve(
 
     from chatkeep.api import create_app
     from chatkeep.api.auth import Authenticator
+    from chatkeep.api.server import bounded_http_protocol
 
     settings = _settings(
         database_url=database_url,
@@ -93,7 +94,14 @@ def serve(
             "(CHATKEEP_JWT_SECRET, CHATKEEP_JWKS_URL), listen on 127.0.0.1, or pass --allow-unauthenticated."
         )
     console.print(f"chatkeep on [bold]http://{host}:{port}[/] (API docs at /docs), database {settings.database_url}")
-    uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=False)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level="info",
+        proxy_headers=False,
+        http=bounded_http_protocol(settings.max_header_bytes),
+    )
 
 
 def _is_loopback(host: str) -> bool:

@@ -91,6 +91,12 @@ class Settings(BaseSettings):
         default=8 * 1024 * 1024, ge=1, description="Size of one file part sent inline as a data: URL."
     )
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, description="Largest request body accepted.")
+    max_header_bytes: int = Field(
+        default=64 * 1024,
+        ge=4096,
+        description="Size of a request's line and headers together in 'chatkeep serve'; larger: 431 before the rest "
+        "is read.",
+    )
     db_pool_size: int = Field(default=20, ge=1, description="Connections kept open to PostgreSQL.")
     migrate_on_start: bool = Field(default=True, description="Bring the schema up to date when the service starts.")
 

@@ -10,13 +10,17 @@
 * With authentication only a configured ``CHATKEEP_ALLOWED_HOSTS`` is checked; routers mounted into a host app
   impose nothing on it.
 
-The browsers' headers are written out as Chromium sends them; one test repeats the attack on a real server.
+The browsers' headers are written out as Chromium sends them; the attacks are then repeated on a real server, by
+hand and from Chromium itself (with ``evil.example`` resolving to 127.0.0.1, as the attacker's DNS makes it).
 """
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +28,15 @@ import httpx
 import jwt
 import pytest
 from fastapi import FastAPI
+from playwright.async_api import async_playwright
 
 from chatkeep.api import create_app, include_chatkeep
 from chatkeep.settings import Settings
 from chatkeep.store import ChatStore
-from tests._server import running_server
+from tests._server import Server, running_server
 from tests.conftest import JWT_SECRET, count_rows
 
+CHROMIUM = "/usr/bin/chromium"
 PAGE = "http://localhost:8000"  # where the service runs, and so its page's origin
 EVIL = "http://evil.example"
 
@@ -227,17 +233,98 @@ async def test_a_host_app_is_left_alone(store: ChatStore) -> None:
         assert (await client.get("/api/threads", headers=headers)).status_code == 200
 
 
-def test_a_real_server_refuses_the_attacks(tmp_path: Path) -> None:
-    with running_server(f"sqlite:///{tmp_path / 'chatkeep.db'}") as server:
-        port = server.url.rsplit(":", 1)[1]
-        with httpx.Client(base_url=server.url) as client:
-            rebound = client.get("/api/threads", headers={"host": f"evil.example:{port}"})
-            _assert_error(rebound, 421, "host_not_allowed")
-            forged = client.post("/api/chat", json=chat("t1"), headers=CROSS_SITE["another site"])
-            _assert_error(forged, 403, "cross_site_request")
-            assert client.get("/api/threads", headers={"host": f"localhost:{port}"}).json() == []
-            own = client.post(
-                "/api/chat", json=chat("t2"), headers={"origin": server.url, "sec-fetch-site": "same-origin"}
+@contextmanager
+def _site(html: bytes) -> Iterator[int]:
+    """A web server on 127.0.0.1 answering every GET with ``html``; yields its port."""
+
+    class Page(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("content-type", "text/html")
+            self.send_header("content-length", str(len(html)))
+            self.end_headers()
+            self.wfile.write(html)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    with ThreadingHTTPServer(("127.0.0.1", 0), Page) as httpd:
+        thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield int(httpd.server_address[1])
+        finally:
+            httpd.shutdown()
+
+
+@pytest.fixture
+def chromium() -> str:
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Debian's chromium is missing: apt-get install chromium (scripts/test does it)")
+    return CHROMIUM
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    with running_server(f"sqlite:///{tmp_path / 'chatkeep.db'}") as running:
+        yield running
+
+
+@pytest.fixture
+def evil_site() -> Iterator[int]:
+    with _site(b"<title>evil</title>") as port:
+        yield port
+
+
+def test_a_real_server_refuses_the_attacks(server: Server) -> None:
+    port = server.url.rsplit(":", 1)[1]
+    with httpx.Client(base_url=server.url) as client:
+        rebound = client.get("/api/threads", headers={"host": f"evil.example:{port}"})
+        _assert_error(rebound, 421, "host_not_allowed")
+        forged = client.post("/api/chat", json=chat("t1"), headers=CROSS_SITE["another site"])
+        _assert_error(forged, 403, "cross_site_request")
+        assert client.get("/api/threads", headers={"host": f"localhost:{port}"}).json() == []
+        own = client.post("/api/chat", json=chat("t2"), headers={"origin": server.url, "sec-fetch-site": "same-origin"})
+        assert own.status_code == 200
+        assert [thread["id"] for thread in client.get("/api/threads").json()] == ["t2"]
+
+
+@pytest.mark.browser
+async def test_in_chromium(chromium: str, server: Server, evil_site: int) -> None:
+    port = server.url.rsplit(":", 1)[1]
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=chromium,
+            args=["--no-sandbox", "--disable-gpu", "--host-resolver-rules=MAP evil.example 127.0.0.1"],
+        )
+        try:
+            page = await browser.new_page()
+            # Another site's page posts a prompt to chatkeep, as any page may without asking: it cannot read the
+            # answer, so the request must do nothing.
+            await page.goto(f"http://evil.example:{evil_site}/")
+            await page.evaluate(
+                """async ([url, body]) => {
+                    await fetch(url, {method: "POST", mode: "no-cors", body: JSON.stringify(body)});
+                }""",
+                [f"{server.url}/api/chat", chat("planted", "ignore previous instructions")],
             )
-            assert own.status_code == 200
-            assert [thread["id"] for thread in client.get("/api/threads").json()] == ["t2"]
+            # DNS rebinding: the attacker's name, pointed at chatkeep, makes its URLs the attacker page's own.
+            rebound = await page.goto(f"http://evil.example:{port}/api/threads")
+            assert rebound is not None
+            assert rebound.status == 421
+            # chatkeep's own page still works.
+            own = await page.goto(f"{server.url}/")
+            assert own is not None
+            assert own.status == 200
+            stored = await page.evaluate(
+                """async () => {
+                    const body = JSON.stringify({title: "mine"});
+                    const posted = await fetch("/api/threads", {method: "POST", body});
+                    return [posted.status, await (await fetch("/api/threads")).json()];
+                }"""
+            )
+        finally:
+            await browser.close()
+    status, threads = stored
+    assert status == 201
+    assert [thread["title"] for thread in threads] == ["mine"]

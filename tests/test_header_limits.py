@@ -9,10 +9,12 @@ The database plays no part here: SQLite only.
 from __future__ import annotations
 
 import json
+import re
 import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import jwt
@@ -36,6 +38,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 def _token(user: str, padding: int = 0) -> str:
     claims = {"sub": user, "exp": int(time.time()) + 600, "pad": "p" * (padding * 3 // 4)}  # base64: 4 chars per 3
     return jwt.encode(claims, SECRET, algorithm="HS256")
+
+
+def _user_message(message_id: str, size: int) -> dict[str, Any]:
+    return {"id": message_id, "role": "user", "parts": [{"type": "text", "text": "t" * size}]}
 
 
 def _connect(server: Server) -> socket.socket:
@@ -102,15 +108,35 @@ def test_big_allowed_heads_and_bodies_beyond_the_head_limit_work(server: Server)
             response = client.get("/api/threads", headers={"x-filler": "f" * size})
             assert response.status_code == 200, response.text
         # A body is not part of the head: 200 KB of text is stored whole.
-        text = "t" * 200_000
-        message = {"id": "m1", "role": "user", "parts": [{"type": "text", "text": text}]}
+        message = _user_message("m1", 200_000)
         created = client.post(
             "/api/threads/big/messages", json={"id": "m1", "parent_id": None, "format": "ai-sdk/v6", "content": message}
         )
         assert created.status_code == 204, created.text
         stored = client.get("/api/threads/big/messages/m1")
         assert stored.status_code == 200
-        assert stored.json()["content"]["parts"][0]["text"] == text
+        assert stored.json()["content"] == message
+
+
+def test_pipelined_requests_each_have_the_whole_limit(server: Server) -> None:
+    """Three requests sent at once on one connection, each head within the limit, all three together beyond it, the
+    first with a body five times the limit: each is answered."""
+    token = _token("bob").encode()
+    body = json.dumps({"id": "p1", "parent_id": None, "format": "ai-sdk/v6", "content": _user_message("p1", 300_000)})
+    head = b"Host: 127.0.0.1\r\nAuthorization: Bearer " + token + b"\r\nX-Filler: " + b"f" * 40_000 + b"\r\n"
+    requests = [
+        b"POST /api/threads/piped/messages HTTP/1.1\r\n" + head + b"Content-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n" % len(body.encode()) + body.encode(),
+        b"GET /api/threads/piped/messages HTTP/1.1\r\n" + head + b"\r\n",
+        b"GET /healthz HTTP/1.1\r\n" + head + b"Connection: close\r\n\r\n",
+    ]
+    with _connect(server) as sock:
+        sock.sendall(b"".join(requests))
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    assert re.findall(rb"HTTP/1\.1 (\d{3}) ", data) == [b"204", b"200", b"200"]
+    assert b'"id":"p1"' in data
 
 
 def test_the_limit_is_a_setting(tmp_path: Path) -> None:

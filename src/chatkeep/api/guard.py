@@ -21,8 +21,8 @@ also guards a deployment against a forged ``Host``).
 
 Only :func:`create_app`'s service installs this (as its outermost layer, so it covers the page, the docs and the
 API); routers mounted into a host app with ``include_chatkeep`` leave the host app's edge alone. Starlette's
-``TrustedHostMiddleware`` is not used: it answers in plain text, with a fixed list of names (not the address a
-request arrived on), and cannot parse an IPv6 ``Host`` such as ``[::1]:8000``.
+``TrustedHostMiddleware`` is not used: it answers in plain text rather than chatkeep's JSON errors, and only to a
+fixed list of names, not to the address a request arrived on.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from chatkeep.api.errors import error_response
 
-__all__ = ["LOOPBACK_NAMES", "EdgeGuard"]
+__all__ = ["EdgeGuard"]
 
 #: The names of the machine itself, answered on any port.
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})

@@ -52,6 +52,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if self._refused:  # drop whatever still comes, until the client or the timer closes the connection
             return
         while data:
+            # A body is given in slices of the limit too: a pipelined head may start in the slice that ends the
+            # previous request, uncounted; the slice's size bounds that.
             room = self.max_head_bytes - self._head_bytes if self._in_head else self.max_head_bytes
             if room <= 0:
                 self._refuse()

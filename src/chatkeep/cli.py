@@ -78,6 +78,7 @@ def serve(
 
     from chatkeep.api import create_app
     from chatkeep.api.auth import Authenticator
+    from chatkeep.api.server import bounded_http_protocol
 
     settings = _settings(
         database_url=database_url,
@@ -103,6 +104,7 @@ def serve(
         log_level="info",
         proxy_headers=False,
         timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_s) + _SHUTDOWN_MARGIN_S,
+        http=bounded_http_protocol(settings.max_header_bytes),
     )
     chat: ChatService = app.state.chatkeep.chat
 

@@ -67,6 +67,12 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Comma-separated origins of browser apps allowed to call the API."
     )
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated host names ('*.example.com' for its subdomains, '*' for any) the service answers "
+        "to, besides localhost and the address it is reached on; checked in every mode once set, and always without "
+        "authentication.",
+    )
     allow_unauthenticated: bool = Field(
         default=False, description="Let 'serve' listen beyond loopback without authentication (you know why)."
     )
@@ -104,10 +110,16 @@ class Settings(BaseSettings):
         default=8 * 1024 * 1024, ge=1, description="Size of one file part sent inline as a data: URL."
     )
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, description="Largest request body accepted.")
+    max_header_bytes: int = Field(
+        default=64 * 1024,
+        ge=4096,
+        description="Size of a request's line and headers together in 'chatkeep serve'; larger: 431 before the rest "
+        "is read.",
+    )
     db_pool_size: int = Field(default=20, ge=1, description="Connections kept open to PostgreSQL.")
     migrate_on_start: bool = Field(default=True, description="Bring the schema up to date when the service starts.")
 
-    @field_validator("api_keys", "cors_origins", mode="before")
+    @field_validator("api_keys", "cors_origins", "allowed_hosts", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         if isinstance(value, str):

@@ -17,6 +17,7 @@ from starlette.types import Scope
 from chatkeep.api.auth import Authenticator
 from chatkeep.api.deps import ChatkeepState, StoreDep
 from chatkeep.api.errors import install_error_handlers
+from chatkeep.api.guard import EdgeGuard
 from chatkeep.api.limits import LocalWindow, RateLimiter, RedisWindow
 from chatkeep.api.routes import chat as chat_routes
 from chatkeep.api.routes import history, threads
@@ -167,6 +168,15 @@ def create_app(
         lifespan=lifespan,
     )
     include_chatkeep(app, the_store, settings=settings, chat=chat)
+    # Outermost: which hosts and pages are answered at all (chatkeep.api.guard says why). Without authentication,
+    # always; with it, the host check once CHATKEEP_ALLOWED_HOSTS is set.
+    open_to_all = not app.state.chatkeep.authenticator.enabled
+    if open_to_all or settings.allowed_hosts:
+        app.add_middleware(
+            EdgeGuard,
+            allowed_hosts=settings.allowed_hosts,
+            trusted_origins=settings.cors_origins if open_to_all else None,
+        )
 
     @app.get("/healthz", tags=["service"], summary="Liveness and database reachability")
     async def healthz(store: StoreDep) -> Response:

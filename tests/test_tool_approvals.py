@@ -257,6 +257,27 @@ class TestLibraryMode:
         assert response.status_code == 409, response.text
         assert shop.refunds == [ORDER]
 
+    async def test_two_approvals_at_once_run_the_call_once(self, shop: Shop) -> None:
+        alice = await shop.client("alice")
+        reply = await ask_for_refund(alice)
+        body = {"id": "t1", "messages": [user("refund please"), approve(reply, 1)]}
+        responses = await asyncio.gather(*(alice.post("/api/chat", json=body) for _ in range(2)))
+        assert sorted(r.status_code for r in responses) in ([200, 200], [200, 409]), [r.text for r in responses]
+        assert shop.refunds == [ORDER]
+
+    async def test_one_approval_runs_one_call_even_when_its_part_is_repeated(self, shop: Shop) -> None:
+        alice = await shop.client("alice")
+        reply = await ask_for_refund(alice)
+        repeated = copy.deepcopy(reply)
+        repeated["parts"].insert(2, copy.deepcopy(reply["parts"][1]))
+        body = {"format": "ai-sdk/v6", "content": {k: v for k, v in repeated.items() if k != "id"}}
+        assert (await alice.put(f"/api/threads/t1/messages/{reply['id']}", json=body)).status_code == 204
+        messages = [user("refund please"), approve(approve(repeated, 1), 2)]
+        chunks = chunks_of(await alice.post("/api/chat", json={"id": "t1", "messages": messages}))
+        assert shop.refunds == [ORDER]
+        outputs = [c["type"] for c in chunks if c["type"].startswith("tool-output")]
+        assert outputs == ["tool-output-available", "tool-output-error"]
+
     async def test_a_denial_runs_nothing_and_cannot_be_turned_into_an_approval(self, shop: Shop) -> None:
         alice = await shop.client("alice")
         reply = await ask_for_refund(alice)

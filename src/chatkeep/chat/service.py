@@ -509,7 +509,8 @@ class ChatService:
             if not part["approval"].get("approved"):
                 emit({"type": "tool-output-denied", "toolCallId": call_id})
                 continue
-            request = granted.get(part["approval"]["id"])
+            # popped: one approval runs one call, even if a stored message repeats its part
+            request = granted.pop(part["approval"]["id"], None)
             output: Any = None
             if request is None:
                 error: str | None = "This approval was answered already; the tool did not run again."

@@ -76,7 +76,7 @@ class ToolApprovals(Database):
                         "tool_name": r.tool_name,
                         "input": r.input,
                         "created_at": now,
-                    }  # fmt: skip
+                    }
                     for r in requests
                 ],
             )

@@ -14,25 +14,25 @@ import dataclasses
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
 import jwt
 import pytest
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chatkeep.api import create_app
 from chatkeep.chat.service import ChatService
 from chatkeep.protocol.stream import StreamFeatures
-from chatkeep.providers.base import ModelEvent, ModelRequest, ToolCall, ToolResultContent
 from chatkeep.providers.demo import DemoModel
-from chatkeep.providers.function import FunctionModel
 from chatkeep.settings import Settings
-from chatkeep.store import ChatStore, set_caller
+from chatkeep.store import ChatStore, make_engine, set_caller
 from chatkeep.tools import ToolRegistry, get_weather, tool
-from tests.conftest import JWT_SECRET
-
-ORDER = {"order_id": "o-1", "amount": 10.0}
+from tests._server import running_server
+from tests._shop_app import ORDER, shop_service
+from tests.conftest import JWT_SECRET, system_transaction
 
 
 def user(text: str, message_id: str = "u1") -> dict[str, Any]:
@@ -149,25 +149,29 @@ class TestTheDefaultServer:
 
 @dataclasses.dataclass
 class Shop:
-    """A library-mode app whose model asks to ``refund`` ``ORDER``; ``refunds`` is every refund that ran."""
+    """The library-mode app of :mod:`tests._shop_app` (its model asks to ``refund`` ``ORDER``), in process."""
 
-    refunds: list[dict[str, Any]]
+    refunds_file: Path
     client: Callable[[str], Awaitable[httpx.AsyncClient]]
-    #: set by the ``check_stock`` tool when it starts; it then waits for ``release``
+    #: set by its ``check_stock`` tool when it starts; it then waits for ``release``
     checking: asyncio.Event
     release: asyncio.Event
 
+    @property
+    def refunds(self) -> list[dict[str, Any]]:
+        """Every refund that ran."""
+        return read_refunds(self.refunds_file)
+
+
+def read_refunds(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
 
 @pytest.fixture
-async def shop(store: ChatStore) -> AsyncIterator[Shop]:
-    refunds: list[dict[str, Any]] = []
+async def shop(store: ChatStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Shop]:
+    refunds = tmp_path / "refunds.jsonl"
+    monkeypatch.setenv("SHOP_REFUNDS", str(refunds))
     checking, release = asyncio.Event(), asyncio.Event()
-
-    @tool(needs_approval=True)
-    def refund(order_id: str, amount: float) -> str:
-        """Refund an order."""
-        refunds.append({"order_id": order_id, "amount": amount})
-        return f"refunded {amount} on {order_id}"
 
     @tool
     async def check_stock(order_id: str) -> str:
@@ -176,23 +180,11 @@ async def shop(store: ChatStore) -> AsyncIterator[Shop]:
         await release.wait()
         return "in stock"
 
-    async def model(request: ModelRequest) -> AsyncIterator[ModelEvent | str]:
-        if request.messages[-1].role == "user":
-            text = "".join(getattr(c, "text", "") for c in request.messages[-1].content)
-            if "stock" in text:
-                yield ToolCall("call-stock", "check_stock", {"order_id": "o-1"})
-            yield ToolCall("call-refund", "refund", ORDER)
-            return
-        results = [c for c in request.messages[-1].content if isinstance(c, ToolResultContent)]
-        yield "; ".join(str(r.output) for r in results)
-
-    service = ChatService(
-        store,
-        FunctionModel(model),
-        tools=ToolRegistry([refund, check_stock]),
-        features=StreamFeatures.for_clients("6.0.0"),
+    app = create_app(
+        Settings(jwt_secret=JWT_SECRET, migrate_on_start=False),
+        store=store,
+        chat=shop_service(store, stock=check_stock),
     )
-    app = create_app(Settings(jwt_secret=JWT_SECRET, migrate_on_start=False), store=store, chat=service)
     clients: list[httpx.AsyncClient] = []
 
     async def client(user_id: str) -> httpx.AsyncClient:
@@ -341,3 +333,54 @@ class TestLibraryMode:
         )
         assert shop.refunds == [ORDER]
         assert chunks[-1]["type"] == "finish"
+
+
+@pytest.fixture
+def served_database_url(backend: str, tmp_path: Path, create_pg_database: Callable[[], str]) -> str:
+    return f"sqlite:///{tmp_path / 'served.db'}" if backend == "sqlite" else create_pg_database()
+
+
+async def test_a_request_in_a_reply_recovered_after_kill_9_can_still_be_approved(
+    served_database_url: str, tmp_path: Path
+) -> None:
+    """The shop in a process of its own asks for the refund while ``check_stock`` runs, and is killed (-9) once
+    the request is in the chunk log. The next process rebuilds the reply from that log (``interrupted``); the
+    request was recorded before it was sent, so it is still the server's own and can be approved."""
+    refunds = tmp_path / "refunds.jsonl"
+    env = {"SHOP_REFUNDS": str(refunds)}
+    prompt = user("refund and check the stock")
+    engine = make_engine(served_database_url)
+    try:
+        async with httpx.AsyncClient(timeout=30) as client:
+            with running_server(served_database_url, env=env, app_factory="tests._shop_app:create") as server:
+                body = {"id": "t1", "messages": [prompt]}
+                async with client.stream("POST", f"{server.url}/api/chat", json=body) as response:
+                    async for line in response.aiter_lines():
+                        if "tool-approval-request" in line:
+                            break
+                    await until_logged(engine, "tool-approval-request")
+                    server.process.kill()  # SIGKILL: no shutdown code runs
+                    server.process.wait()
+            with running_server(served_database_url, env=env, app_factory="tests._shop_app:create") as restarted:
+                rows = (await client.get(f"{restarted.url}/api/threads/t1/messages")).json()
+                assert rows[1]["status"] == "interrupted", rows
+                reply = {"id": rows[1]["id"], **rows[1]["content"]}
+                index = next(i for i, p in enumerate(reply["parts"]) if p.get("toolCallId") == "call-refund")
+                assert reply["parts"][index]["state"] == "approval-requested"
+                body = {"id": "t1", "messages": [prompt, approve(reply, index)]}
+                chunks = chunks_of(await client.post(f"{restarted.url}/api/chat", json=body))
+                assert [c["output"] for c in chunks if c["type"] == "tool-output-available"] == ["refunded 10.0 on o-1"]
+        assert read_refunds(refunds) == [ORDER]
+    finally:
+        await engine.dispose()
+
+
+async def until_logged(engine: AsyncEngine, chunk_type: str) -> None:
+    """Wait until a chunk of ``chunk_type`` is in the chunk log (it is flushed every 200 ms)."""
+    query = text("SELECT count(*) FROM stream_chunks WHERE chunk LIKE :pattern")
+    for _ in range(400):
+        async with system_transaction(engine) as conn:
+            if (await conn.execute(query, {"pattern": f'%"{chunk_type}"%'})).scalar_one():
+                return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no {chunk_type} chunk was logged")

@@ -35,15 +35,22 @@ class Server:
 
 @contextmanager
 def running_server(
-    database_url: str, env: dict[str, str] | None = None, *, port: int | None = None
+    database_url: str, env: dict[str, str] | None = None, *, port: int | None = None, app_factory: str | None = None
 ) -> Iterator[Server]:
     """Start ``chatkeep serve`` on a free port and yield it once ``/healthz`` answers; stop it afterwards (if a test
-    has not killed it already)."""
+    has not killed it already). With ``app_factory`` (``module:function``), uvicorn serves the app that function
+    makes instead (a library-mode app), with ``CHATKEEP_DATABASE_URL`` set to ``database_url``."""
     port = port or free_port()
     cmd = [sys.executable, "-m", "chatkeep", "serve", "--port", str(port), "--database-url", database_url]
+    if app_factory is not None:
+        cmd = [sys.executable, "-m", "uvicorn", "--factory", app_factory, "--host", "127.0.0.1", "--port", str(port)]
     # One test user here stands for many people: the per-user request limit is off unless a test sets it. Stopping
     # the server interrupts the replies a test left running at once, unless a test sets a shutdown grace.
-    defaults = {"CHATKEEP_REQUESTS_PER_MINUTE": "0", "CHATKEEP_SHUTDOWN_GRACE_S": "0"}
+    defaults = {
+        "CHATKEEP_REQUESTS_PER_MINUTE": "0",
+        "CHATKEEP_SHUTDOWN_GRACE_S": "0",
+        "CHATKEEP_DATABASE_URL": database_url,
+    }
     proc_env = {**os.environ, **defaults, **(env or {})}
     with tempfile.TemporaryFile(mode="w+") as log:
         proc = subprocess.Popen(cmd, env=proc_env, stdout=log, stderr=subprocess.STDOUT, text=True)

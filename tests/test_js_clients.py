@@ -5,6 +5,8 @@
 * ``POST /api/chat`` with the real ``ai`` clients (strict 5.0.100, 6.0.100, 7.0.31 and the latest 5, 6 and 7):
   every chunk passes that version's schema and the message ``readUIMessageStream`` builds equals the stored one.
 * Resume and stop with the real ``AbstractChat`` of those versions (``useChat({resume: true})``).
+* Tool approval (``addToolApprovalResponse``) with the real ``AbstractChat`` of ai 6 and 7, against a library-mode
+  app whose model asks to refund an order.
 * The seed's assistant-ui adapter code, unchanged, lists, initializes, renames, archives, unarchives,
   deletes and fetches threads and loads/appends a branched history through the real ``ai-sdk/v6`` format
   adapter, on SQLite and PostgreSQL, without and with JWT authentication.
@@ -14,6 +16,7 @@ Needs ``npm ci`` in tests/js (the README's test command does it).
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
@@ -25,6 +28,7 @@ import jwt
 import pytest
 
 from tests._server import running_server
+from tests._shop_app import ORDER
 
 JS = Path(__file__).parent / "js"
 pytestmark = pytest.mark.node
@@ -74,6 +78,18 @@ def test_ai_sdk_clients_resume_and_stop(server_database_url: str) -> None:
         result = _node("resume-clients.mjs", server.url)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip().splitlines()[-1] == "18 passed, 0 failed", result.stdout
+
+
+def test_ai_sdk_clients_approve_a_tool_call(server_database_url: str, tmp_path: Path) -> None:
+    """``addToolApprovalResponse`` + ``sendAutomaticallyWhen`` with the real ``AbstractChat`` of ai 6 and 7: the
+    same assistant message continues, and the refund runs once per client, with the input the model gave."""
+    refunds = tmp_path / "refunds.jsonl"
+    env = {"SHOP_REFUNDS": str(refunds)}
+    with running_server(server_database_url, env=env, app_factory="tests._shop_app:create") as server:
+        result = _node("approval-clients.mjs", server.url)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "4 passed, 0 failed", result.stdout
+    assert [json.loads(line) for line in refunds.read_text().splitlines()] == [ORDER] * 4
 
 
 def test_seed_adapters_with_jwt_auth(tmp_path: Path) -> None:

@@ -39,7 +39,7 @@ async def test_upgrade_from_empty_matches_the_models(empty_database_url: str) ->
         assert await current_revision(engine) == head_revision()
         async with engine.connect() as conn:
             assert await conn.run_sync(_tables) == {
-                "alembic_version", "threads", "messages", "parts", "streams", "stream_chunks",
+                "alembic_version", "threads", "messages", "parts", "streams", "stream_chunks", "tool_approvals",
             }  # fmt: skip
             assert await conn.run_sync(_diff) == []
         await upgrade(engine)  # a second run is a no-op

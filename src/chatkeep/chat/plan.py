@@ -15,6 +15,8 @@ message (``message``, when the app sends only the last one). Its last message de
 Clients may not forge history: an assistant or system message that is not stored is refused, so is a stored
 message sent with another role, and the model always sees the stored content of stored messages, not what the
 client sent.
+Being stored is not authority, though: the history API stores whatever a client sends, so the approval answers of
+a continuation are checked against the server's own record of the requests it made (:mod:`chatkeep.chat.approvals`).
 """
 
 from __future__ import annotations

@@ -8,6 +8,10 @@ Guarantees:
   response reads; if the client goes away, the reply still completes and is stored in full.
 * **What is stored is what the client builds**: every chunk goes through the same reducer
   (:class:`MessageAssembler`) before it is sent.
+* **A tool runs only for a call the server made, with the input the model gave.** A stored message proves
+  nothing (the history API stores what clients send): an approval request is recorded (:class:`ToolApprovals`)
+  before any client sees it, an approval answer counts only for a recorded request still waiting, and the tool
+  runs, at most once, with the recorded input. Results a client sends are accepted only for client-side tools.
 * A failing model or tool never breaks the stream: a tool failure is an ``output-error`` part the model sees; a
   model failure ends the stream with an ``error`` chunk after closing open parts, and what was produced so far
   is stored.
@@ -31,6 +35,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
 
+from chatkeep.chat.approvals import check_approvals
 from chatkeep.chat.convert import to_model_messages, tool_name
 from chatkeep.chat.plan import TurnPlan, plan_turn
 from chatkeep.chat.streams import LiveStream, StreamHub
@@ -60,7 +65,7 @@ from chatkeep.providers.base import (
     ToolResult,
     ToolResultContent,
 )
-from chatkeep.store import ChatStore, MessageTree, MessageWrite, NewStream
+from chatkeep.store import ApprovalRequest, ChatStore, MessageTree, MessageWrite, NewStream, ToolApprovals
 from chatkeep.store.streams import StreamLog
 from chatkeep.tools import Tool, ToolError, ToolRegistry
 
@@ -135,6 +140,7 @@ class ChatService:
             )
         self._client_tools = frozenset(t.name for t in self.tools.as_mapping().values() if t.execute is None)
         self.hub = hub or StreamHub(StreamLog(store.engine))
+        self.approvals = ToolApprovals(store.engine)
         self.checkpoint_interval = checkpoint_interval
         self.model_timeout = model_timeout
         self.max_concurrent_streams = max_concurrent_streams
@@ -225,6 +231,9 @@ class ChatService:
         if issues:
             raise InvalidInput(issues)
         plan = plan_turn(tree, messages=messages, message=message, trigger=trigger, client_tools=self._client_tools)
+        if plan.continued is not None:
+            last = ("body", "message") if message is not None else ("body", "messages", len(messages or ()) - 1)
+            plan = await check_approvals(self.approvals, user_id, thread_id, plan, last)
         # Only now that the request is known to be acceptable is anything written. (Another user's thread id
         # raises ThreadNotFound here, as if it did not exist.)
         # All of it in one transaction: a failure halfway leaves nothing behind.
@@ -343,9 +352,9 @@ class ChatService:
         try:
             emit({"type": "start", "messageId": message_id})
             if plan.continued is not None:
-                await self._answer_approvals(assembler, emit)
+                await self._answer_approvals(user_id, thread_id, assembler, emit)
             history = [*plan.history[:-1], assembler.message] if plan.continued is not None else plan.history
-            reason = await self._steps(history, assembler, emit)
+            reason = await self._steps(user_id, thread_id, history, assembler, emit)
             finish: dict[str, Any] = {"type": "finish"}
             if self.features.finish_reason:
                 finish["finishReason"] = reason
@@ -535,27 +544,44 @@ class ChatService:
             if running:
                 emit({"type": "tool-output-error", "toolCallId": part["toolCallId"], "errorText": reason})
 
-    async def _answer_approvals(self, assembler: MessageAssembler, emit: Callable[[dict[str, Any]], None]) -> None:
-        """Run (or deny) the tool calls whose approval the client has just answered, before the model goes on."""
-        for part in list(assembler.parts):
-            if part.get("state") != "approval-responded":
-                continue
-            call = ToolCall(part["toolCallId"], tool_name(part) or "", part.get("input"))
+    async def _answer_approvals(
+        self, user_id: str, thread_id: str, assembler: MessageAssembler, emit: Callable[[dict[str, Any]], None]
+    ) -> None:
+        """Run (or deny) the tool calls whose approval the client has just answered, before the model goes on.
+
+        The answers are recorded first, atomically (:meth:`ToolApprovals.answer`): an approved call runs only if
+        its request was the server's and still waited (:func:`check_approvals` checked it; a concurrent answer
+        may have taken it since), once, with the recorded tool and input, never the stored part's."""
+        pending = [part for part in assembler.parts if part.get("state") == "approval-responded"]
+        if not pending:
+            return
+        answers = {part["approval"]["id"]: bool(part["approval"].get("approved")) for part in pending}
+        granted = await self.approvals.answer(user_id, thread_id, answers)
+        for part in pending:
+            call_id = part["toolCallId"]
             if not part["approval"].get("approved"):
-                emit({"type": "tool-output-denied", "toolCallId": call.tool_call_id})
+                emit({"type": "tool-output-denied", "toolCallId": call_id})
                 continue
-            tool = self.tools.get(call.tool_name)
+            # popped: one approval runs one call, even if a stored message repeats its part
+            request = granted.pop(part["approval"]["id"], None)
             output: Any = None
-            error: str | None = f"Tool {call.tool_name!r} cannot run on the server."
-            if tool is not None and tool.execute is not None:
-                output, error = await self._execute(tool, call)
-            if error is not None:
-                emit({"type": "tool-output-error", "toolCallId": call.tool_call_id, "errorText": error})
+            if request is None:
+                error: str | None = "This approval was answered already; the tool did not run again."
             else:
-                emit({"type": "tool-output-available", "toolCallId": call.tool_call_id, "output": output})
+                tool = self.tools.get(request.tool_name)
+                error = f"Tool {request.tool_name!r} cannot run on the server."
+                if tool is not None and tool.execute is not None:
+                    call = ToolCall(request.tool_call_id, request.tool_name, request.input)
+                    output, error = await self._execute(tool, call)
+            if error is not None:
+                emit({"type": "tool-output-error", "toolCallId": call_id, "errorText": error})
+            else:
+                emit({"type": "tool-output-available", "toolCallId": call_id, "output": output})
 
     async def _steps(
         self,
+        user_id: str,
+        thread_id: str,
         messages: Sequence[Mapping[str, Any]],
         assembler: MessageAssembler,
         emit: Callable[[dict[str, Any]], None],
@@ -606,7 +632,7 @@ class ChatService:
             if not started:
                 emit({"type": "start-step"})
             self._close_open_parts(assembler, emit)
-            results, waiting_for_client = await self._run_tools(calls, emit)
+            results, waiting_for_client = await self._run_tools(user_id, thread_id, calls, emit)
             emit({"type": "finish-step"})
             reason = finish.reason if finish is not None else "other"
             if not calls or waiting_for_client or finish is None or finish.reason != "tool-calls":
@@ -659,26 +685,34 @@ class ChatService:
                 emit(chunk)
 
     async def _run_tools(
-        self, calls: Sequence[ToolCall], emit: Callable[[dict[str, Any]], None]
+        self, user_id: str, thread_id: str, calls: Sequence[ToolCall], emit: Callable[[dict[str, Any]], None]
     ) -> tuple[list[ToolResultContent], bool]:
-        """Run the server-side tools of one step; returns their results and whether a client-side tool waits."""
+        """Run the server-side tools of one step; returns their results and whether the client must act (a
+        client-side tool's call, or an approval request, waits).
+
+        Approval requests are recorded (:class:`ToolApprovals`) before they are sent and before the other tools
+        run: a request any client, the chunk log or a stored reply can show is one the server has on record."""
+        tools = [self.tools.get(call.tool_name) for call in calls]
+        gated = [
+            ApprovalRequest(generate_id("approval"), call.tool_call_id, call.tool_name, call.input)
+            for call, tool in zip(calls, tools, strict=True)
+            if tool is not None and tool.execute is not None and tool.needs_approval
+        ]
+        if gated:
+            await self.approvals.record(user_id, thread_id, gated)
+        for request in gated:
+            emit(
+                {"type": "tool-approval-request", "approvalId": request.approval_id, "toolCallId": request.tool_call_id}
+            )
+        waiting = bool(gated) or any(tool is not None and tool.execute is None for tool in tools)
+        runs = [
+            (call, tool)
+            for call, tool in zip(calls, tools, strict=True)
+            if tool is None or (tool.execute is not None and not tool.needs_approval)
+        ]
         results: list[ToolResultContent] = []
-        waiting = False
-        outcomes = await asyncio.gather(*(self._run_tool(call) for call in calls))
-        for call, (output, error) in zip(calls, outcomes, strict=True):
-            if output is _CLIENT_SIDE:
-                waiting = True
-                continue
-            if output is _NEEDS_APPROVAL:
-                emit(
-                    {
-                        "type": "tool-approval-request",
-                        "approvalId": generate_id("approval"),
-                        "toolCallId": call.tool_call_id,
-                    }
-                )
-                waiting = True
-                continue
+        outcomes = await asyncio.gather(*(self._run_tool(call, tool) for call, tool in runs))
+        for (call, _tool), (output, error) in zip(runs, outcomes, strict=True):
             if error is not None:
                 emit({"type": "tool-output-error", "toolCallId": call.tool_call_id, "errorText": error})
                 results.append(ToolResultContent(call.tool_call_id, call.tool_name, error, is_error=True))
@@ -687,14 +721,9 @@ class ChatService:
                 results.append(ToolResultContent(call.tool_call_id, call.tool_name, output))
         return results, waiting
 
-    async def _run_tool(self, call: ToolCall) -> tuple[Any, str | None]:
-        tool = self.tools.get(call.tool_name)
+    async def _run_tool(self, call: ToolCall, tool: Tool | None) -> tuple[Any, str | None]:
         if tool is None:
             return None, f"Unknown tool {call.tool_name!r}."
-        if tool.execute is None:
-            return _CLIENT_SIDE, None
-        if tool.needs_approval:
-            return _NEEDS_APPROVAL, None
         return await self._execute(tool, call)
 
     async def _execute(self, tool: Tool, call: ToolCall) -> tuple[Any, str | None]:
@@ -743,10 +772,6 @@ class _IdleWatchdog:
             self.task.cancel()
         else:
             self._timer = self._loop.call_at(self._last + self._seconds, self._check)
-
-
-_CLIENT_SIDE = object()
-_NEEDS_APPROVAL = object()
 
 
 def _schema_issues(schema: type[BaseModel], value: Any, loc: tuple[str | int, ...]) -> list[ValidationIssue]:

@@ -7,8 +7,10 @@ from chatkeep.store._db import SYSTEM, Caller, set_caller
 from chatkeep.store.chat_store import DEFAULT_FORMAT, UNSET, ChatStore, MessageWrite, NewStream
 from chatkeep.store.engine import make_engine, normalize_database_url
 from chatkeep.store.records import MessageTree, Page, StoredMessage, Thread, ThreadStatus
+from chatkeep.store.tool_approvals import ApprovalRequest, ToolApprovals
 
 __all__ = [
+    "ApprovalRequest",
     "DEFAULT_FORMAT",
     "SYSTEM",
     "UNSET",
@@ -21,6 +23,7 @@ __all__ = [
     "StoredMessage",
     "Thread",
     "ThreadStatus",
+    "ToolApprovals",
     "make_engine",
     "normalize_database_url",
     "set_caller",

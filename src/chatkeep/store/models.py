@@ -14,6 +14,9 @@ Data model:
   ``custom_*``, ``steering_*``) and CHECK constraints that a part of a type has its required columns. Keys the
   typed columns do not cover go to the ``extra`` JSON column of the part or message, so nothing is lost.
   Any other format is kept verbatim in ``messages.content`` and has no part rows.
+* A **tool approval** (``tool_approvals``) is the server's own record of a tool call it asked the user to approve:
+  which tool, with which input. Only the chat service writes it; no route of the history API does. It is what an
+  approval answer is checked against (see :mod:`chatkeep.store.tool_approvals`).
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ __all__ = [
     "StreamChunkRow",
     "StreamRow",
     "ThreadRow",
+    "ToolApprovalRow",
     "UTCDateTime",
 ]
 
@@ -328,3 +332,26 @@ class StreamChunkRow(Base):
     chunk: Mapped[str] = mapped_column(Text)
 
     __table_args__ = (PrimaryKeyConstraint("stream_id", "seq"),)
+
+
+class ToolApprovalRow(Base):
+    """A tool call the server asked the user to approve, as the model made it (its name and input).
+
+    ``approved`` is NULL while the request waits, then the answer; it changes once (see
+    :class:`chatkeep.store.tool_approvals.ToolApprovals`). ``approval_id`` is made by the server, never by a
+    client.
+    """
+
+    __tablename__ = "tool_approvals"
+
+    thread_id: Mapped[str] = mapped_column(String(ID_LENGTH), ForeignKey("threads.id", ondelete="CASCADE"))
+    approval_id: Mapped[str] = mapped_column(String(ID_LENGTH))
+    tool_call_id: Mapped[str] = mapped_column(Text)
+    tool_name: Mapped[str] = mapped_column(Text)
+    #: the input exactly as the model gave it (the tool runs with this, whatever a stored message says)
+    input: Mapped[Any | None] = mapped_column(JsonValue)
+    approved: Mapped[bool | None] = mapped_column(Boolean)
+    created_at: Mapped[datetime]
+    answered_at: Mapped[datetime | None]
+
+    __table_args__ = (PrimaryKeyConstraint("thread_id", "approval_id"),)

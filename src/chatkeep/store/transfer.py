@@ -378,11 +378,12 @@ class Transfer(Database):
 
     @uncancellable
     async def delete_user(self, user_id: str) -> UserData:
-        """Delete every thread of the user, with all their messages, parts, streams and stream chunks, in one
-        transaction; return how many threads and messages there were. Nothing of any other user is touched."""
+        """Delete every thread of the user, with all their messages, parts, streams, stream chunks and tool
+        approvals, in one transaction; return how many threads and messages there were. Nothing of any other user
+        is touched."""
         async with self._write(user_id) as conn:
             counts = await self._count(conn, user_id)
-            # messages, parts, streams and stream chunks go with their thread (ON DELETE CASCADE)
+            # messages, parts, streams, stream chunks and tool approvals go with their thread (ON DELETE CASCADE)
             await conn.execute(delete(_T).where(_T.c.user_id == user_id))
             return counts
 

@@ -7,6 +7,8 @@ Modes (``CHATKEEP_AUTH``; ``auto``, the default, picks ``jwt`` when a secret or 
   loopback address in this mode unless told ``--allow-unauthenticated``.
 * ``jwt``: ``Authorization: Bearer <JWT>``. HS256 with ``CHATKEEP_JWT_SECRET``, and/or RS256/ES256 verified
   against ``CHATKEEP_JWKS_URL`` (the key set is cached and fetched again when a token names an unknown ``kid``).
+  A key verifies only the algorithm its JWK states (stating none, the one its type and curve imply: RS256 for RSA,
+  ES256/ES384/ES512 by curve); a token naming another algorithm for its ``kid`` is a 401.
   ``CHATKEEP_JWT_ISSUER`` / ``CHATKEEP_JWT_AUDIENCE`` are checked when set; the user id is the claim named by
   ``CHATKEEP_JWT_USER_CLAIM`` (``sub``). Works with tokens from Auth.js, Clerk, Auth0 or Supabase.
 * In both modes, server-to-server **API keys** (``CHATKEEP_API_KEYS``: SHA-256 hashes, never the keys) may act for
@@ -127,7 +129,11 @@ class Authenticator:
                 # PyJWKClient fetches with blocking I/O: keep it off the event loop. It caches the key set and
                 # fetches it again (at most every CHATKEEP_JWKS_REFRESH_S) when a token names an unknown kid.
                 key = await asyncio.to_thread(self._jwks.get_signing_key_from_jwt, token)
-                return jwt.decode(token, key.key, algorithms=[algorithm], **kwargs)
+                # The PyJWK itself, not its bare key: PyJWT then verifies only with the one algorithm the key is
+                # bound to (its JWK's "alg", or the one its type and curve imply when it states none) and refuses
+                # any other the token names (InvalidAlgorithmError), instead of handing an EC key to RSA (a
+                # TypeError, that was a 500) or accepting RS384 for a key meant for RS256.
+                return jwt.decode(token, key, algorithms=[algorithm], **kwargs)
         except jwt.ExpiredSignatureError:
             raise Unauthorized("The token has expired.") from None
         except jwt.InvalidIssuerError:

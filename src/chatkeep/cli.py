@@ -186,7 +186,7 @@ def _with_transfer(database_url: str | None, action: Callable[[Transfer], Awaita
     async def run() -> T:
         engine = make_engine(settings.database_url)
         try:
-            return await action(Transfer(engine))
+            return await action(Transfer(engine, limits=settings))
         finally:
             await engine.dispose()
 

@@ -126,9 +126,7 @@ class ChatkeepRoute(APIRoute):
                     # Who is asking comes first: an anonymous caller learns nothing about how its body would be
                     # judged, and costs no parsing. (A host app's own auth dependency runs where FastAPI runs
                     # dependencies, after the body is read.)
-                    await state.authenticator.user_id(
-                        request.headers.get("authorization"), request.headers.get(state.settings.api_key_user_header)
-                    )
+                    await get_current_user(request)
             if request.method in ("POST", "PUT", "PATCH"):
                 body = await strict.body()
                 content_type = request.headers.get("content-type")

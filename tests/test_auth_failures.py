@@ -49,11 +49,14 @@ def _address() -> str:
 
 class TestExp:
     @pytest.mark.parametrize(
-        ("require", "status"), [(None, 401), (True, 401), (False, 200)], ids=["default", "on", "off"]
+        ("require", "status"), [(None, 401), ("true", 401), ("false", 200)], ids=["default", "on", "off"]
     )
-    async def test_a_token_without_exp(self, store: ChatStore, require: bool | None, status: int) -> None:
-        overrides = {} if require is None else {"jwt_require_exp": require}
-        app = create_app(Settings(migrate_on_start=False, jwt_secret=JWT_SECRET, **overrides), store=store)
+    async def test_a_token_without_exp(
+        self, store: ChatStore, monkeypatch: pytest.MonkeyPatch, require: str | None, status: int
+    ) -> None:
+        if require is not None:
+            monkeypatch.setenv("CHATKEEP_JWT_REQUIRE_EXP", require)
+        app = create_app(Settings(migrate_on_start=False, jwt_secret=JWT_SECRET), store=store)
         async with _from(app, "127.0.0.1") as client:
             response = await client.get("/api/threads", headers=_bearer({"sub": "alice"}))
             assert response.status_code == status, response.text

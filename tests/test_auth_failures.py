@@ -1,6 +1,7 @@
 """Authentication that cannot be guessed at leisure (issue #12, point 12): an HS256 token without ``exp`` is
-refused unless ``CHATKEEP_JWT_REQUIRE_EXP=false``, and failed authentications are counted per client address:
-over ``CHATKEEP_AUTH_FAILURES_PER_MINUTE``, that address gets a 429 with ``Retry-After`` for every request that
+refused unless ``CHATKEEP_JWT_REQUIRE_EXP=false``, and failed authentications that guessing produces (a wrong
+signature or key, a malformed token; not a genuine token that expired) are counted per client address: over
+``CHATKEEP_AUTH_FAILURES_PER_MINUTE``, that address gets a 429 with ``Retry-After`` for every request that
 needs authentication, valid credentials included, until the minute ends; other addresses are not affected. The
 count is kept in this process, or in Redis (shared by every process) when one is configured.
 """
@@ -73,8 +74,10 @@ class TestFailedAuthentication:
         )
         app = create_app(settings, store=store)
         async with _from(app, "192.0.2.1") as attacker, _from(app, "192.0.2.2") as bystander:
-            for _ in range(5):  # no credentials at all is no guess: not counted
-                assert (await attacker.get("/api/threads")).status_code == 401
+            expired = _bearer({"sub": "alice", "exp": int(time.time()) - 3600})
+            for headers in [{}, {"authorization": "Basic YWxpY2U6c2VjcmV0"}, expired, _bearer({"sub": "alice"})] * 2:
+                # no credentials, or genuine ones that are refused (expired, no exp): no guess, not counted
+                assert (await attacker.get("/api/threads", headers=headers)).status_code == 401
             guesses = [
                 WRONG,
                 {"authorization": f"Bearer {key}x", "x-chatkeep-user": "alice"},

@@ -63,8 +63,9 @@ class Settings(BaseSettings):
     auth_failures_per_minute: int = Field(
         default=30,
         ge=0,
-        description="Failed authentications per client address per minute (0: no limit); over it, every request "
-        "from that address needing authentication is a 429 until the minute ends. Shared through Redis if set.",
+        description="Failed authentications (a wrong signature, key or API key, a malformed token) per client "
+        "address per minute (0: no limit); over it, every request from that address needing authentication is a "
+        "429 until the minute ends. Shared through Redis if set.",
     )
     api_keys: Annotated[list[str], NoDecode] = Field(
         default_factory=list,

@@ -16,11 +16,12 @@ Modes (``CHATKEEP_AUTH``; ``auto``, the default, picks ``jwt`` when a secret or 
 * In both modes, server-to-server **API keys** (``CHATKEEP_API_KEYS``: SHA-256 hashes, never the keys) may act for
   the user named in the ``X-Chatkeep-User`` header: a Next.js (or any) backend calling on behalf of its users.
 
-Failed authentications (credentials presented and refused) are counted per client address, in Redis when
-configured: over ``CHATKEEP_AUTH_FAILURES_PER_MINUTE``, every request from that address that needs authentication
-is a 429 until the minute ends, valid credentials included (so a guess that succeeds does not show). A process
-learns that an address is over the limit from a failure of its own (the window only counts), so across ``n``
-processes an address gets at most ``n`` more guesses a minute than the limit.
+Failed authentications that guessing produces (a token whose signature or key is wrong, a malformed token, an
+unknown API key; not an expired token or a missing claim, whose signature is genuine) are counted per client
+address, in Redis when configured: over ``CHATKEEP_AUTH_FAILURES_PER_MINUTE``, every request from that address
+that needs authentication is a 429 until the minute ends, valid credentials included (so a guess that succeeds
+does not show). A process learns that an address is over the limit from a failure of its own (the window only
+counts), so across ``n`` processes an address gets at most ``n`` more guesses a minute than the limit.
 
 Library users replace :func:`get_current_user` with their own dependency through
 ``app.dependency_overrides[get_current_user] = …``; it returns the user id as a string.
@@ -62,6 +63,10 @@ LEEWAY_S = 30
 _FAILURES_KEY = "\x00auth-failures:"
 #: addresses blocked at once, at most; beyond it the expired blocks are dropped (bounded memory)
 _MAX_BLOCKED = 10_000
+
+
+class _NotGenuine(Unauthorized):
+    """Credentials that are not genuine: the only failures counted against the client's address."""
 
 
 def new_api_key() -> tuple[str, str]:
@@ -132,9 +137,8 @@ class Authenticator:
             del self._blocked[client]
         try:
             return await self._user_id(authorization, acting_for)
-        except Unauthorized:
-            if authorization and authorization.strip():  # credentials were presented: a failed attempt
-                await self._count_failure(client)
+        except _NotGenuine:
+            await self._count_failure(client)
             raise
 
     async def _count_failure(self, client: str) -> None:
@@ -166,7 +170,7 @@ class Authenticator:
     def _api_key_user(self, key: str, acting_for: str | None) -> str:
         digest = hash_api_key(key)
         if not any(hmac.compare_digest(digest, known) for known in self._api_keys):
-            raise Unauthorized("The API key is not valid.")
+            raise _NotGenuine("The API key is not valid.")
         if not acting_for or len(acting_for) > 255 or "\x00" in acting_for:
             raise Unauthorized(f"An API key acts for a user: name them in the {self._user_header} header.")
         return acting_for
@@ -175,7 +179,7 @@ class Authenticator:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
-            raise Unauthorized("The token is not valid.") from None
+            raise _NotGenuine("The token is not valid.") from None
         algorithm = header.get("alg")
         options = {"require": ["exp"] if self._require_exp or algorithm != "HS256" else []}
         kwargs: dict[str, Any] = {"leeway": LEEWAY_S, "options": options}
@@ -205,9 +209,13 @@ class Authenticator:
             raise Unauthorized("The token was issued by someone else.") from None
         except jwt.InvalidAudienceError:
             raise Unauthorized("The token is meant for another audience.") from None
-        except (jwt.PyJWTError, jwt.PyJWKClientError):
+        except jwt.ImmatureSignatureError:
+            raise Unauthorized("The token is not valid yet.") from None
+        except jwt.PyJWKClientConnectionError:  # the identity provider's fault, not the caller's: not counted
             raise Unauthorized("The token is not valid.") from None
-        raise Unauthorized(f"Tokens signed with {algorithm!r} are not accepted here.")
+        except (jwt.PyJWTError, jwt.PyJWKClientError):
+            raise _NotGenuine("The token is not valid.") from None
+        raise _NotGenuine(f"Tokens signed with {algorithm!r} are not accepted here.")
 
 
 def _bearer(authorization: str | None) -> str | None:

@@ -31,7 +31,7 @@ Guarantees:
   and message id must be one the API lets a client choose (:func:`~chatkeep.protocol.ids.check_new_id`: no
   ``/``, so each stays addressable); each message's content gets the same validation and part mapping as
   :meth:`ChatStore.upsert_message` and the API's size limits, the title the API's length limit
-  (:mod:`chatkeep.protocol.limits`, with the limits given to :meth:`Transfer.import_records`).
+  (:mod:`chatkeep.protocol.limits`, with the limits the :class:`Transfer` is given).
 * **Scoped to the user.** An import only ever creates, skips or replaces threads of the user it imports for. A
   thread id that another user has is refused for that record: that user's thread is neither changed nor shown
   (the report says only that the id is taken). :meth:`Transfer.delete_user` deletes exactly that user's threads

@@ -313,8 +313,9 @@ def export(user_id: str, output: str, database_url: str | None) -> None:
 def import_(user_id: str, input_path: str, on_conflict: str, database_url: str | None) -> None:
     """Import threads for a user from JSON lines; each thread is stored whole or not at all.
 
-    A line that cannot be imported (not valid, or a thread id another user has) is reported with its number and
-    the rest go on; the command then exits with code 1.
+    Each line is checked as the API checks a request, with the same limits (CHATKEEP_MAX_TEXT_CHARS, …). A line
+    that cannot be imported (not valid, not what the API would accept, or a thread id another user has) is
+    reported with its number and reason and the rest go on; the command then exits with code 1.
     """
     from chatkeep.store.transfer import OnConflict
 

@@ -100,6 +100,6 @@ def test_seed_adapters_with_jwt_auth(tmp_path: Path) -> None:
         assert httpx.get(f"{server.url}/api/threads").status_code == 401
         result = _node("seed-adapters.mjs", server.url, env={"CHATKEEP_TOKEN": token})
         assert result.returncode == 0, result.stdout + result.stderr
-        other = jwt.encode({"sub": "someone-else"}, secret, algorithm="HS256")
+        other = jwt.encode({"sub": "someone-else", "exp": int(time.time()) + 600}, secret, algorithm="HS256")
         headers = {"authorization": f"Bearer {other}"}
         assert httpx.get(f"{server.url}/api/threads", headers=headers).json() == []

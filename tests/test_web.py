@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -301,7 +302,7 @@ async def test_auth_token_and_a_clear_401(browser: Browser, tmp_path: Path) -> N
             await page.goto(server.url + "/")
             await expect(page.get_by_test_id("auth-error")).to_be_visible()
             await shot(page, "desktop-auth-error")
-            token = jwt.encode({"sub": "browser-user"}, SECRET, algorithm="HS256")
+            token = jwt.encode({"sub": "browser-user", "exp": int(time.time()) + 600}, SECRET, algorithm="HS256")
             await page.goto(server.url + f"/?token={token}")
             await send(page, "hello with a token")
             await expect(last_reply_text(page)).to_have_text("You said: hello with a token")

@@ -215,7 +215,7 @@ def _with_transfer(database_url: str | None, action: Callable[[Transfer], Awaita
     async def run() -> T:
         engine = make_engine(settings.database_url)
         try:
-            return await action(Transfer(engine))
+            return await action(Transfer(engine, limits=settings))
         finally:
             await engine.dispose()
 
@@ -342,8 +342,9 @@ def export(user_id: str, output: str, database_url: str | None) -> None:
 def import_(user_id: str, input_path: str, on_conflict: str, database_url: str | None) -> None:
     """Import threads for a user from JSON lines; each thread is stored whole or not at all.
 
-    A line that cannot be imported (not valid, or a thread id another user has) is reported with its number and
-    the rest go on; the command then exits with code 1.
+    Each line is checked as the API checks a request, with the same limits (CHATKEEP_MAX_TEXT_CHARS, …). A line
+    that cannot be imported (not valid, not what the API would accept, or a thread id another user has) is
+    reported with its number and reason and the rest go on; the command then exits with code 1.
     """
     from chatkeep.store.transfer import OnConflict
 

@@ -57,6 +57,16 @@ class Settings(BaseSettings):
     jwt_issuer: str | None = Field(default=None, description="Accept only tokens with this 'iss'.")
     jwt_audience: str | None = Field(default=None, description="Accept only tokens with this 'aud'.")
     jwt_user_claim: str = Field(default="sub", min_length=1, description="The claim that holds the user id.")
+    jwt_require_exp: bool = Field(
+        default=True, description="Refuse HS256 tokens without 'exp' (tokens from a JWKS always need one)."
+    )
+    auth_failures_per_minute: int = Field(
+        default=30,
+        ge=0,
+        description="Failed authentications (a wrong signature, key or API key, a malformed token) per client "
+        "address per minute (0: no limit); over it, every request from that address needing authentication is a "
+        "429 until the minute ends. Shared through Redis if set.",
+    )
     api_keys: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Comma-separated 'sha256:<hex>' hashes of server-to-server API keys (chatkeep keys new).",
@@ -106,6 +116,7 @@ class Settings(BaseSettings):
     max_messages_per_request: int = Field(default=1000, ge=1, description="Messages in one POST /api/chat.")
     max_parts_per_message: int = Field(default=1000, ge=1, description="Parts in one message.")
     max_text_chars: int = Field(default=4_000_000, ge=1, description="Characters in one text or reasoning part.")
+    max_title_chars: int = Field(default=1000, ge=1, description="Characters in a thread's title.")
     max_attachment_bytes: int = Field(
         default=8 * 1024 * 1024, ge=1, description="Size of one file part sent inline as a data: URL."
     )

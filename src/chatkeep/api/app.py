@@ -77,8 +77,9 @@ def include_chatkeep(
     """
     settings = settings or Settings()
     redis: RedisLink | None = None
-    # one link for whatever uses Redis here: the default chat service's broker and the request limiter
-    if settings.redis_url and (chat is None or settings.requests_per_minute):
+    # one link for whatever uses Redis here: the default chat service's broker, the request limiter and the count
+    # of failed authentications
+    if settings.redis_url and (chat is None or settings.requests_per_minute or settings.auth_failures_per_minute):
         redis = RedisLink(
             settings.redis_url, timeout=settings.redis_timeout_s, connect_timeout=settings.redis_connect_timeout_s
         )
@@ -104,7 +105,12 @@ def include_chatkeep(
             else LocalWindow(settings.requests_per_minute)
         )
     app.state.chatkeep = ChatkeepState(
-        store=store, settings=settings, authenticator=Authenticator(settings), chat=chat, limiter=limiter, redis=redis
+        store=store,
+        settings=settings,
+        authenticator=Authenticator(settings, redis=redis),
+        chat=chat,
+        limiter=limiter,
+        redis=redis,
     )
     if settings.cors_origins:
         app.add_middleware(

@@ -8,14 +8,12 @@ request. Over the limit is a 429 with ``Retry-After`` set to the seconds left in
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
 from chatkeep.chat.redis_link import RedisLink
-from chatkeep.errors import PayloadTooLarge, TooManyRequests
-from chatkeep.settings import Settings
+from chatkeep.errors import TooManyRequests
 
-__all__ = ["LocalWindow", "RateLimiter", "RedisWindow", "check_message_size"]
+__all__ = ["LocalWindow", "RateLimiter", "RedisWindow"]
 
 
 class RateLimiter(Protocol):
@@ -72,28 +70,3 @@ class RedisWindow:
                     raise _refuse(self.limit, (window + 1) * 60)
                 return
         await self._fallback.hit(user_id)
-
-
-def check_message_size(message: Mapping[str, Any], settings: Settings, loc: Sequence[str | int]) -> None:
-    """Refuse (413) a message over the per-message limits: parts, text length, inline attachment size.
-
-    Checked before anything is stored, with the location of the part that is too large.
-    """
-    parts = message.get("parts")
-    if not isinstance(parts, list):
-        return
-    if len(parts) > settings.max_parts_per_message:
-        raise PayloadTooLarge([*loc, "parts"], f"more than {settings.max_parts_per_message} parts")
-    for index, part in enumerate(parts):
-        if not isinstance(part, Mapping):
-            continue
-        text = part.get("text")
-        if isinstance(text, str) and len(text) > settings.max_text_chars:
-            raise PayloadTooLarge([*loc, "parts", index, "text"], f"longer than {settings.max_text_chars} characters")
-        url = part.get("url")
-        if isinstance(url, str) and url.startswith("data:"):
-            size = len(url.partition(",")[2]) * 3 // 4  # base64 payload → bytes, near enough
-            if size > settings.max_attachment_bytes:
-                raise PayloadTooLarge(
-                    [*loc, "parts", index, "url"], f"an attachment larger than {settings.max_attachment_bytes} bytes"
-                )

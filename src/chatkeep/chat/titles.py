@@ -56,10 +56,11 @@ async def generate_title(
     *,
     force: bool = False,
     fallback_messages: Sequence[Mapping[str, Any]] = (),
+    max_length: int = MAX_TITLE_LENGTH,
 ) -> str | None:
-    """Give the thread a title from its first messages (or ``fallback_messages`` while none are stored) and
-    store it before returning. Returns the thread's title, which is the old one when it had one and not
-    ``force``."""
+    """Give the thread a title from its first messages (or ``fallback_messages`` while none are stored), at most
+    ``max_length`` characters, and store it before returning. Returns the thread's title, which is the old one
+    when it had one and not ``force``."""
     thread = await store.get_thread(user_id, thread_id)
     if thread.title and not force:
         return thread.title
@@ -71,8 +72,8 @@ async def generate_title(
             title = await _model_title(model, messages)
         except ModelError:
             title = None
-    title = title or heuristic_title(messages)
-    if title is None:
+    title = (title or heuristic_title(messages) or "")[:max_length]
+    if not title:
         return thread.title
     await store.update_thread(user_id, thread_id, title=title)
     return title

@@ -1,7 +1,8 @@
 """The wire formats chatkeep speaks, as plain data: no database, no web framework.
 
 ``messages`` models the Vercel AI SDK ``UIMessage`` (ai 5, 6 and 7) and validates it with precise errors;
-``ids`` makes the identifiers. Later modules here model the UI message stream.
+``ids`` makes the identifiers (and says which a client may choose); ``strict_json`` and ``limits`` are the
+parsing and the size limits that the API and ``chatkeep import`` share; ``stream`` models the UI message stream.
 """
 
 from chatkeep.protocol.ids import generate_id

@@ -22,6 +22,11 @@ __all__ = ["is_unavailable", "wrap_db_errors"]
 #: and 53300 (too many connections). asyncpg reports them as ``PostgresError`` subclasses, which SQLAlchemy wraps
 #: as a plain ``DBAPIError`` that is not always flagged ``connection_invalidated`` (a failed connect never is).
 _UNAVAILABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03", "57P05", "53300")
+#: SQLSTATEs that mean "unavailable" only when raised while connecting (no statement ran): 55000
+#: (object_not_in_prerequisite_state) is then PostgreSQL's "database … is not currently accepting connections",
+#: a database closed with ``ALTER DATABASE … ALLOW_CONNECTIONS false`` (maintenance, a restore). Raised by a
+#: statement, 55000 means something else (``currval`` before ``nextval``…): a bug, left to surface.
+_REFUSED_ON_CONNECT_SQLSTATES = ("55000",)
 
 
 def is_unavailable(exc: BaseException) -> bool:
@@ -30,19 +35,26 @@ def is_unavailable(exc: BaseException) -> bool:
     True for: a refused, reset or timed-out socket (``OSError``, which includes ``TimeoutError`` from a connect
     timeout); a pool that could not hand out a connection in time; a connection SQLAlchemy found broken
     (``connection_invalidated``, ``DisconnectionError``, the driver's ``InterfaceError`` such as asyncpg's
-    "connection is closed"); and the SQLSTATEs in :data:`_UNAVAILABLE_SQLSTATES`. Follows ``orig`` and
-    ``__cause__`` (never ``__context__``, which may be an unrelated earlier error).
+    "connection is closed"); the SQLSTATEs in :data:`_UNAVAILABLE_SQLSTATES`; and those in
+    :data:`_REFUSED_ON_CONNECT_SQLSTATES` when no statement ran (a ``DBAPIError`` without one: a failed connect,
+    or a commit, which never raises them). Follows ``orig`` and ``__cause__`` (never ``__context__``, which may be
+    an unrelated earlier error).
     """
     seen: set[int] = set()
+    connecting = False
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
         if isinstance(current, (OSError, sa_exc.TimeoutError, sa_exc.DisconnectionError, sa_exc.InterfaceError)):
             return True
-        if isinstance(current, sa_exc.DBAPIError) and current.connection_invalidated:
-            return True
+        if isinstance(current, sa_exc.DBAPIError):
+            if current.connection_invalidated:
+                return True
+            connecting = connecting or current.statement is None
         sqlstate = getattr(current, "sqlstate", None)
-        if isinstance(sqlstate, str) and sqlstate.startswith(_UNAVAILABLE_SQLSTATES):
+        if isinstance(sqlstate, str) and (
+            sqlstate.startswith(_UNAVAILABLE_SQLSTATES) or (connecting and sqlstate in _REFUSED_ON_CONNECT_SQLSTATES)
+        ):
             return True
         orig = getattr(current, "orig", None)
         current = orig if isinstance(orig, BaseException) else current.__cause__

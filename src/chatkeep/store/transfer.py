@@ -23,10 +23,15 @@ Guarantees:
   ``(created_at, id)``), each page in one read transaction (a consistent snapshot, also on PostgreSQL), and
   never holds a connection while the caller consumes a record. A reply still being generated is exported as
   ``interrupted``: the copy can never resume it.
-* **One record, one transaction.** A record is validated completely first (structure, every message's content
-  with the same validation and part mapping as :meth:`ChatStore.upsert_message`, the tree) and then written in
-  one transaction, so it is stored whole or not at all. A bad record is reported with its line number and the
-  import goes on with the next one.
+* **One record, one transaction.** A record is validated completely first and then written in one transaction,
+  so it is stored whole or not at all. A bad record is reported with its line number and the import goes on
+  with the next one.
+* **What the API accepts, no more.** A line is parsed as the API parses a request body
+  (:func:`~chatkeep.protocol.strict_json.parse_json`: no number beyond a double, nesting bounded); every thread
+  and message id must be one the API lets a client choose (:func:`~chatkeep.protocol.ids.check_new_id`: no
+  ``/``, so each stays addressable); each message's content gets the same validation and part mapping as
+  :meth:`ChatStore.upsert_message` and the API's size limits, the title the API's length limit
+  (:mod:`chatkeep.protocol.limits`, with the limits the :class:`Transfer` is given).
 * **Scoped to the user.** An import only ever creates, skips or replaces threads of the user it imports for. A
   thread id that another user has is refused for that record: that user's thread is neither changed nor shown
   (the report says only that the id is taken). :meth:`Transfer.delete_user` deletes exactly that user's threads
@@ -46,8 +51,11 @@ from pydantic import BaseModel, ConfigDict, Field, PlainValidator, StrictStr, Va
 from sqlalchemy import Table, and_, delete, func, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from chatkeep.errors import ChatkeepError, Conflict, InvalidInput, ValidationIssue
+from chatkeep.errors import ChatkeepError, Conflict, InvalidInput, PayloadTooLarge, ValidationIssue
+from chatkeep.protocol.ids import check_new_id
+from chatkeep.protocol.limits import SizeLimits, check_message_size, check_title
 from chatkeep.protocol.messages import find_forbidden_characters
+from chatkeep.protocol.strict_json import has_non_finite_number, parse_json
 from chatkeep.store._db import SYSTEM, Database, set_caller, uncancellable
 from chatkeep.store._errors import wrap_db_errors
 from chatkeep.store.chat_store import ChatStore, _prepare_content
@@ -220,23 +228,23 @@ def encode_record(record: Mapping[str, Any]) -> bytes:
 
 
 def _parse_line(raw: Any) -> Any:
+    """A line parsed as the API parses a request body; a record given parsed already must hold only numbers JSON
+    can represent (no ``inf``, no ``nan``)."""
     if not isinstance(raw, str | bytes):
-        return raw  # parsed already
+        if has_non_finite_number(raw):
+            raise InvalidInput([ValidationIssue((), "a number is not finite (JSON has no inf or nan)")])
+        return raw
     if isinstance(raw, bytes):
         try:
-            raw = raw.decode("utf-8")
+            raw.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise InvalidInput([ValidationIssue((), f"not UTF-8 text ({exc.reason} at byte {exc.start})")]) from None
+    else:
+        raw = raw.encode("utf-8", "surrogatepass")  # a lone surrogate stays, for the parser to refuse
     try:
-        return json.loads(raw, parse_constant=_refuse_constant)
-    except json.JSONDecodeError as exc:
-        raise InvalidInput([ValidationIssue((), f"not JSON: {exc.msg} at column {exc.colno}")]) from None
+        return parse_json(raw)
     except ValueError as exc:
         raise InvalidInput([ValidationIssue((), f"not JSON: {exc}")]) from None
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON value")
 
 
 def _thread_id_of(data: Any) -> str | None:
@@ -248,8 +256,9 @@ def _thread_id_of(data: Any) -> str | None:
     return None
 
 
-def _validate(data: Any) -> _Prepared:
-    """Check a whole record and turn it into rows, or raise :class:`InvalidInput` naming every issue found."""
+def _validate(data: Any, limits: SizeLimits | None) -> _Prepared:
+    """Check a whole record and turn it into rows, or raise :class:`InvalidInput` naming every issue found (or
+    :class:`PayloadTooLarge` naming the first place over a limit)."""
     if not isinstance(data, Mapping):
         raise InvalidInput([ValidationIssue((), "a record must be a JSON object")])
     forbidden = find_forbidden_characters(data)
@@ -263,6 +272,13 @@ def _validate(data: Any) -> _Prepared:
         ) from None
     issues: list[ValidationIssue] = []
     seen: set[str] = set()
+    ids: list[tuple[tuple[str | int, ...], str]] = [(("thread", "id"), record.thread.id)]
+    ids += [(("messages", i, "id"), message.id) for i, message in enumerate(record.messages)]
+    for loc, value in ids:
+        try:
+            check_new_id(value, loc)
+        except InvalidInput as exc:
+            issues.extend(exc.issues)
     for i, message in enumerate(record.messages):
         if message.id in seen:
             issues.append(ValidationIssue(("messages", i, "id"), f"message id {message.id!r} appears twice"))
@@ -279,6 +295,10 @@ def _validate(data: Any) -> _Prepared:
         issues.append(ValidationIssue(("thread", "headId"), f"{head!r} is not a message of the record"))
     if issues:
         raise InvalidInput(issues)
+    if limits is not None:
+        check_title(record.thread.title, limits, ("thread", "title"))
+        for i, message in enumerate(record.messages):
+            check_message_size(message.content, limits, ("messages", i, "content"))
     rows: list[dict[str, Any]] = []
     parts: list[dict[str, Any]] = []
     thread_id = record.thread.id
@@ -344,11 +364,17 @@ def _record(thread: Any, messages: Iterable[Any]) -> dict[str, Any]:
 
 
 class Transfer(Database):
-    """Export, import and erase users' data; build it on the engine of a :class:`ChatStore` (``store.engine``)."""
+    """Export, import and erase users' data; build it on the engine of a :class:`ChatStore` (``store.engine``).
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    ``limits`` are the size limits an import applies, as the API does (``chatkeep import`` passes the server's
+    :class:`~chatkeep.settings.Settings`); without them, records are not checked against any size limit (as
+    :class:`ChatStore` itself does not check what it is given).
+    """
+
+    def __init__(self, engine: AsyncEngine, *, limits: SizeLimits | None = None) -> None:
         super().__init__(engine)
         self._messages = ChatStore(engine)
+        self._limits = limits
 
     @asynccontextmanager
     async def _snapshot(self, user_id: str) -> AsyncIterator[AsyncConnection]:
@@ -432,9 +458,10 @@ class Transfer(Database):
         Each record is validated, then written in one transaction with the same ids, tree, contents, statuses
         and timestamps. A thread id the user already has is skipped (``"skip"``), deleted and imported again
         (``"replace"``), or stops the import with :class:`ThreadExists` (``"fail"``; the records before it stay
-        imported). A record that is not valid, whose thread id another user has, or whose ``localId`` another
-        of the user's threads has, is ``refused``: reported with its line number, nothing of it stored, and the
-        import goes on. Blank lines are passed over (and counted). ``on_record`` is called after each record.
+        imported). A record that is not valid (or not what the API would accept, see the module docstring), whose
+        thread id another user has, or whose ``localId`` another of the user's threads has, is ``refused``:
+        reported with its line number, nothing of it stored, and the import goes on. Blank lines are passed over
+        (and counted). ``on_record`` is called after each record.
 
         Raises:
             ThreadExists: with ``on_conflict="fail"``, at the first thread id the user already has.
@@ -464,11 +491,11 @@ class Transfer(Database):
         try:
             data = _parse_line(raw)
             thread_id = _thread_id_of(data)
-            prepared = _validate(data)
+            prepared = _validate(data, self._limits)
             outcome = await self._write_record(user_id, line, prepared, on_conflict)
         except ThreadExists:
             raise
-        except (InvalidInput, Conflict) as exc:
+        except (InvalidInput, PayloadTooLarge, Conflict) as exc:
             return RecordResult(line, thread_id, "refused", exc)
         return RecordResult(line, thread_id, outcome)
 

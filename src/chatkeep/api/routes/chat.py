@@ -11,11 +11,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from chatkeep.api.auth import CurrentUser
 from chatkeep.api.body import ChatkeepRoute
 from chatkeep.api.deps import ChatDep, SettingsDep, StoreDep, ThreadIdPath
-from chatkeep.api.limits import check_message_size
 from chatkeep.api.responses import EventStreamResponse, json_response
-from chatkeep.api.routes._ids import check_new_id
 from chatkeep.api.schemas import ErrorBody, Id
 from chatkeep.errors import InvalidInput, PayloadTooLarge, ValidationIssue
+from chatkeep.protocol.ids import check_new_id
+from chatkeep.protocol.limits import check_message_size
 from chatkeep.protocol.messages import parse_ui_message
 
 __all__ = ["ChatRequest", "router"]

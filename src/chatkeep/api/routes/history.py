@@ -10,11 +10,11 @@ from fastapi import APIRouter, Query, Request, Response
 from chatkeep.api.auth import CurrentUser
 from chatkeep.api.body import ChatkeepRoute
 from chatkeep.api.deps import After, ChatkeepState, FormatQuery, MessageIdPath, SettingsDep, StoreDep, ThreadIdPath
-from chatkeep.api.limits import check_message_size
 from chatkeep.api.responses import json_response
-from chatkeep.api.routes._ids import check_new_id
 from chatkeep.api.schemas import ErrorBody, MessageIn, MessageOut, MessagePut, message_out
 from chatkeep.errors import InvalidInput, ValidationIssue
+from chatkeep.protocol.ids import check_new_id
+from chatkeep.protocol.limits import check_message_size
 from chatkeep.settings import Settings
 from chatkeep.store import UNSET, ChatStore
 

@@ -10,10 +10,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from chatkeep.api.auth import CurrentUser
 from chatkeep.api.body import ChatkeepRoute
-from chatkeep.api.deps import After, ChatDep, StoreDep, ThreadIdPath
+from chatkeep.api.deps import After, ChatDep, SettingsDep, StoreDep, ThreadIdPath
 from chatkeep.api.responses import json_response
 from chatkeep.api.schemas import ErrorBody, ThreadCreate, ThreadOut, ThreadPatch, thread_out
 from chatkeep.chat import titles
+from chatkeep.protocol.limits import check_title
 from chatkeep.store import UNSET
 
 __all__ = ["router"]
@@ -22,7 +23,7 @@ router = APIRouter(
     prefix="/threads",
     tags=["threads"],
     route_class=ChatkeepRoute,
-    responses={401: {"model": ErrorBody}, 422: {"model": ErrorBody}},
+    responses={401: {"model": ErrorBody}, 413: {"model": ErrorBody}, 422: {"model": ErrorBody}},
 )
 
 
@@ -56,10 +57,11 @@ async def list_threads(
     responses={200: {"model": ThreadOut, "description": "The thread created earlier with this localId."}},
 )
 async def create_thread(
-    store: StoreDep, user: CurrentUser, body: Annotated[ThreadCreate | None, Body()] = None
+    store: StoreDep, settings: SettingsDep, user: CurrentUser, body: Annotated[ThreadCreate | None, Body()] = None
 ) -> Response:
     """Returns ``{id, …}``; 201 when created, 200 when ``localId`` names a thread created before."""
     data = body or ThreadCreate()
+    check_title(data.title, settings, ("body", "title"))
     thread, created = await store.create_thread(user, local_id=data.local_id, title=data.title, custom=data.custom)
     return json_response(thread_out(thread), 201 if created else 200)
 
@@ -70,9 +72,12 @@ async def get_thread(thread_id: ThreadIdPath, store: StoreDep, user: CurrentUser
 
 
 @router.patch("/{thread_id}", response_model=ThreadOut, responses={404: {"model": ErrorBody}})
-async def update_thread(thread_id: ThreadIdPath, body: ThreadPatch, store: StoreDep, user: CurrentUser) -> Response:
+async def update_thread(
+    thread_id: ThreadIdPath, body: ThreadPatch, store: StoreDep, settings: SettingsDep, user: CurrentUser
+) -> Response:
     """Rename (``title``), archive/unarchive (``status``), set ``custom``, or switch branch (``headId``)."""
     given = body.model_fields_set
+    check_title(body.title, settings, ("body", "title"))
     thread = await store.update_thread(
         user,
         thread_id,
@@ -103,7 +108,11 @@ class TitleRequest(BaseModel):
 
 @router.post("/{thread_id}/title", summary="Generate and store a title", responses={404: {"model": ErrorBody}})
 async def generate_title(
-    thread_id: ThreadIdPath, chat: ChatDep, user: CurrentUser, body: Annotated[TitleRequest | None, Body()] = None
+    thread_id: ThreadIdPath,
+    chat: ChatDep,
+    settings: SettingsDep,
+    user: CurrentUser,
+    body: Annotated[TitleRequest | None, Body()] = None,
 ) -> Response:
     """A short title from the first messages, with the configured model (the ``demo`` model: the first words of
     the first user message). It is stored before the response is sent; a thread that already has a title keeps
@@ -111,7 +120,13 @@ async def generate_title(
     request = body or TitleRequest()
     fallback = [_as_ui_message(m) for m in request.messages or () if m.get("role") in ("user", "assistant")]
     title = await titles.generate_title(
-        chat.store, chat.model, user, thread_id, force=request.force, fallback_messages=fallback
+        chat.store,
+        chat.model,
+        user,
+        thread_id,
+        force=request.force,
+        fallback_messages=fallback,
+        max_length=min(titles.MAX_TITLE_LENGTH, settings.max_title_chars),
     )
     return json_response({"title": title})
 

@@ -20,6 +20,7 @@ import {
   updateThread,
 } from "./api";
 import { Composer, type ComposerHandle } from "./Composer";
+import { ScrollRoot } from "./Markdown";
 import { Message, messageText } from "./Message";
 import { buildTree, emptyTree, type MessageTree, newestDescendant } from "./tree";
 
@@ -226,12 +227,29 @@ function ChatSession({
   }, [status, chat]);
 
   // ---- scrolling: follow the reply while the reader is at the bottom
-  const scroller = useRef<HTMLDivElement>(null);
+  const scroller = useRef<HTMLDivElement | null>(null);
+  const [scrollRoot, setScrollRoot] = useState<HTMLDivElement | null>(null);
+  const setScroller = useCallback((el: HTMLDivElement | null) => {
+    scroller.current = el;
+    setScrollRoot(el);
+  }, []);
   const atBottom = useRef(true);
   useLayoutEffect(() => {
     const el = scroller.current;
     if (el && atBottom.current) el.scrollTop = el.scrollHeight;
   }, [messages, status]);
+  // Content that grows by itself (a long message's chunks rendering, an image loading) keeps the reader at the
+  // bottom too.
+  useEffect(() => {
+    const el = scrollRoot;
+    const content = el?.firstElementChild;
+    if (!el || !content) return;
+    const observer = new ResizeObserver(() => {
+      if (atBottom.current) el.scrollTop = el.scrollHeight;
+    });
+    observer.observe(content);
+    return () => observer.disconnect();
+  }, [scrollRoot]);
   const onScroll = () => {
     const el = scroller.current;
     if (el) atBottom.current = el.scrollHeight - el.scrollTop - el.clientHeight < 80;
@@ -405,39 +423,41 @@ function ChatSession({
 
   return (
     <div className="chat">
-      <div className="messages" ref={scroller} onScroll={onScroll} data-testid="messages">
-        <div className="messages-inner">
-          {messages.length === 0 ? (
-            <div className="empty" data-testid="empty-chat">
-              <h1>What can I help with?</h1>
-              <p className="muted">Ask anything. Your chats are kept on this chatkeep server.</p>
-            </div>
-          ) : null}
-          {messages.map((message, index) => (
-            <Message
-              key={message.id}
-              message={message}
-              streaming={status === "streaming" && index === lastIndex && message.role === "assistant"}
-              busy={busy}
-              canRegenerate={message.role === "assistant" && index === lastIndex}
-              branch={tree.branches.get(message.id)}
-              storedStatus={tree.status.get(message.id)}
-              onRegenerate={onRegenerate}
-              onEdit={onEdit}
-              onSwitchBranch={onSwitchBranch}
-              onApproval={onApproval}
-            />
-          ))}
-          {waiting ? (
-            <div className="message message-assistant pending" aria-live="polite">
-              <div className="typing" aria-label="Waiting for the reply">
-                <span />
-                <span />
-                <span />
+      <div className="messages" ref={setScroller} onScroll={onScroll} data-testid="messages">
+        <ScrollRoot value={scrollRoot}>
+          <div className="messages-inner">
+            {messages.length === 0 ? (
+              <div className="empty" data-testid="empty-chat">
+                <h1>What can I help with?</h1>
+                <p className="muted">Ask anything. Your chats are kept on this chatkeep server.</p>
               </div>
-            </div>
-          ) : null}
-        </div>
+            ) : null}
+            {messages.map((message, index) => (
+              <Message
+                key={message.id}
+                message={message}
+                streaming={status === "streaming" && index === lastIndex && message.role === "assistant"}
+                busy={busy}
+                canRegenerate={message.role === "assistant" && index === lastIndex}
+                branch={tree.branches.get(message.id)}
+                storedStatus={tree.status.get(message.id)}
+                onRegenerate={onRegenerate}
+                onEdit={onEdit}
+                onSwitchBranch={onSwitchBranch}
+                onApproval={onApproval}
+              />
+            ))}
+            {waiting ? (
+              <div className="message message-assistant pending" aria-live="polite">
+                <div className="typing" aria-label="Waiting for the reply">
+                  <span />
+                  <span />
+                  <span />
+                </div>
+              </div>
+            ) : null}
+          </div>
+        </ScrollRoot>
       </div>
       <div className="composer-area">
         {bannerText ? (

@@ -475,7 +475,7 @@ async def test_the_page_is_sent_with_a_content_security_policy_and_no_sniffing(w
 async def test_remote_images_never_keeps_them_out_of_the_policy_too(tmp_path: Path) -> None:
     settings = Settings(web_remote_images="never", database_url=f"sqlite:///{tmp_path / 'never.db'}")
     app = create_app(settings)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://chatkeep.test") as client:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost") as client:
         response = await client.get("/")
     assert csp_directives(response.headers["content-security-policy"])["img-src"] == ["'self'", "data:", "blob:"]
     assert '<meta name="chatkeep-remote-images" content="never" />' in response.text

@@ -424,14 +424,14 @@ function ChatSession({
   return (
     <div className="chat">
       <div className="messages" ref={setScroller} onScroll={onScroll} data-testid="messages">
-        <ScrollRoot value={scrollRoot}>
-          <div className="messages-inner">
-            {messages.length === 0 ? (
-              <div className="empty" data-testid="empty-chat">
-                <h1>What can I help with?</h1>
-                <p className="muted">Ask anything. Your chats are kept on this chatkeep server.</p>
-              </div>
-            ) : null}
+        <div className="messages-inner">
+          {messages.length === 0 ? (
+            <div className="empty" data-testid="empty-chat">
+              <h1>What can I help with?</h1>
+              <p className="muted">Ask anything. Your chats are kept on this chatkeep server.</p>
+            </div>
+          ) : null}
+          <ScrollRoot value={scrollRoot}>
             {messages.map((message, index) => (
               <Message
                 key={message.id}
@@ -447,17 +447,17 @@ function ChatSession({
                 onApproval={onApproval}
               />
             ))}
-            {waiting ? (
-              <div className="message message-assistant pending" aria-live="polite">
-                <div className="typing" aria-label="Waiting for the reply">
-                  <span />
-                  <span />
-                  <span />
-                </div>
+          </ScrollRoot>
+          {waiting ? (
+            <div className="message message-assistant pending" aria-live="polite">
+              <div className="typing" aria-label="Waiting for the reply">
+                <span />
+                <span />
+                <span />
               </div>
-            ) : null}
-          </div>
-        </ScrollRoot>
+            </div>
+          ) : null}
+        </div>
       </div>
       <div className="composer-area">
         {bannerText ? (

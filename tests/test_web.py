@@ -591,3 +591,32 @@ async def test_a_long_streamed_reply_stays_responsive(browser: Browser, tmp_path
             assert await page.evaluate("window.__longestTask") < LONGEST_TASK_MS
         finally:
             await context.close()
+
+
+async def test_long_markdown_is_cut_only_between_blocks(browser: Browser, web: Server) -> None:
+    # Code blocks with blank lines inside and loose lists, across many chunks; then one code block too long to
+    # parse in one go (shown as its source text), then Markdown again.
+    sections = [
+        f"### Part {n}\n\n```text\nfirst {n}\n\nsecond {n}\n```\n\n{n}. item\n\n{n + 1}. next item\n\n" + "word " * 60
+        for n in range(1, 61)
+    ]
+    huge_code = "```\n" + ("x = 1; " * 30 + "\n\n") * 80 + "```"
+    text = "\n\n".join([*sections, huge_code, "**after** the long block"])
+    thread_id = await stored_thread(web, user_message(text_part("long")), assistant_message(text_part(text)))
+    # A screen tall enough that every chunk is near it, so all of them render.
+    context = await browser.new_context(viewport={"width": 1280, "height": 16_000})
+    page = await context.new_page()
+    try:
+        await page.goto(f"{web.url}/chat/{thread_id}")
+        reply = last_reply_text(page)
+        await expect(reply.locator("strong").last).to_have_text("after")  # the end shows first
+        await reply.evaluate("(element) => element.scrollIntoView()")
+        await expect(reply.locator("h3")).to_have_count(60)
+        await expect(reply.locator("pre")).to_have_text([f"first {n}\n\nsecond {n}" for n in range(1, 61)])
+        await expect(reply.locator("ol")).to_have_count(60)
+        assert await reply.locator("ol").nth(41).get_attribute("start") == "42"
+        sources = reply.get_by_test_id("md-source")
+        await expect(sources).to_have_count(2)
+        assert "".join(await sources.all_text_contents()) == huge_code + "\n\n"
+    finally:
+        await context.close()

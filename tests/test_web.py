@@ -500,8 +500,10 @@ async def test_normal_use_breaks_no_rule_of_the_policy(context: BrowserContext, 
     picture: FilePayload = {"name": "dot.png", "mimeType": "image/png", "buffer": PNG}
     await page.get_by_test_id("attach-input").set_input_files(files=[picture])
     await expect(page.get_by_test_id("pending-file")).to_have_count(1)  # a blob: preview
-    await send(page, "some code:\n\n```python\nprint(1)\n```")
+    await send(page, "some code:\n\n```python\nprint(1)\n```\n\n| centred |\n|:-:|\n| cell |")
     await expect(last_reply_text(page).locator("pre")).to_have_text("print(1)")
+    # A table column's alignment is a style React sets through the DOM, which style-src 'self' allows.
+    assert await last_reply_text(page).locator("td").evaluate("(cell) => getComputedStyle(cell).textAlign") == "center"
     await last_reply_text(page).get_by_test_id("copy-code").click()
     await expect(last_reply_text(page).get_by_test_id("copy-code")).to_contain_text("Copied")
     await page.reload()

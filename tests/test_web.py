@@ -430,6 +430,7 @@ async def test_images_from_other_sites_load_only_on_a_click(page: Page, web: Ser
         await expect(page.get_by_test_id("attachment-image")).to_have_count(1)  # the data: URL shows at once
         await page.wait_for_load_state("networkidle")
         assert hits == []
+        await shot(page, "desktop-remote-images")
         link = page.locator('[data-testid="message"] a[href="https://example.com/"]')
         assert set((await link.get_attribute("rel") or "").split()) >= {"noopener", "noreferrer"}
 

@@ -6,9 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import re
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import httpx
 import jwt
@@ -26,7 +30,9 @@ from playwright.async_api import (
     expect,
 )
 
-from tests._server import Server, running_server
+from chatkeep.api.app import create_app
+from chatkeep.settings import Settings
+from tests._server import Server, free_port, running_server
 
 pytestmark = pytest.mark.browser
 
@@ -35,6 +41,11 @@ SHOTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "screenshots
 DESKTOP: ViewportSize = {"width": 1280, "height": 800}
 PHONE: ViewportSize = {"width": 390, "height": 844}
 SECRET = "a-secret-for-the-browser-tests-only"
+# A 1x1 PNG.
+PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c4890000000d49444154789c6360f8cfc0"
+    "f01f0005000201e221bc330000000049454e44ae426082"
+)
 
 
 @pytest.fixture(scope="module")
@@ -214,13 +225,8 @@ async def test_html_from_a_user_renders_as_text(page: Page, web: Server) -> None
 
 
 async def test_an_image_attachment_is_sent_stored_and_shown(page: Page, web: Server) -> None:
-    # A 1x1 PNG.
-    png = bytes.fromhex(
-        "89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c4890000000d49444154789c6360f8cfc0"
-        "f01f0005000201e221bc330000000049454e44ae426082"
-    )
     await page.goto(web.url + "/")
-    picture: FilePayload = {"name": "dot.png", "mimeType": "image/png", "buffer": png}
+    picture: FilePayload = {"name": "dot.png", "mimeType": "image/png", "buffer": PNG}
     await page.get_by_test_id("attach-input").set_input_files(files=[picture])
     await send(page, "what is in this picture?")
     await expect(last_reply_text(page)).to_have_text("You said: what is in this picture?")
@@ -334,3 +340,287 @@ def test_the_committed_bundle_is_a_build_of_the_sources(tmp_path: Path) -> None:
     assert not assets.left_only and not assets.right_only and not assets.diff_files, (
         "rebuild the page: npm run build --prefix web, and commit src/chatkeep/web/dist"
     )
+
+
+# ---- what the page may contact, and the headers that confine it (issue #12, point 6)
+
+
+@contextmanager
+def image_server() -> Iterator[tuple[str, list[str]]]:
+    """An HTTP server on another origin that answers every GET with a PNG and records the paths it was asked."""
+    hits: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            hits.append(self.path)
+            self.send_response(200)
+            self.send_header("content-type", "image/png")
+            self.send_header("content-length", str(len(PNG)))
+            self.end_headers()
+            self.wfile.write(PNG)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", hits
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+async def stored_thread(server: Server, *messages: dict[str, Any]) -> str:
+    """A thread holding these UIMessages (ai-sdk/v6 content), stored through the history API, each a child of the
+    one before."""
+    async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
+        response = await client.post("/api/threads")
+        assert response.status_code == 201, response.text
+        thread_id: str = response.json()["id"]
+        parent = None
+        for number, content in enumerate(messages):
+            row = {"id": f"m{number}", "parent_id": parent, "format": "ai-sdk/v6", "content": content}
+            response = await client.post(f"/api/threads/{thread_id}/messages", json=row)
+            assert response.status_code == 204, response.text
+            parent = row["id"]
+    return thread_id
+
+
+def user_message(*parts: dict[str, Any]) -> dict[str, Any]:
+    return {"role": "user", "parts": list(parts)}
+
+
+def assistant_message(*parts: dict[str, Any]) -> dict[str, Any]:
+    return {"role": "assistant", "parts": [{"type": "step-start"}, *parts]}
+
+
+def text_part(text: str) -> dict[str, Any]:
+    return {"type": "text", "text": text, "state": "done"}
+
+
+def image_part(url: str) -> dict[str, Any]:
+    return {"type": "file", "mediaType": "image/png", "url": url, "filename": url.rsplit("/", 1)[-1]}
+
+
+async def test_images_from_other_sites_load_only_on_a_click(page: Page, web: Server) -> None:
+    with image_server() as (origin, hits):
+        thread_id = await stored_thread(
+            web,
+            user_message(
+                image_part(f"{origin}/file-1.png"),
+                text_part(
+                    f"look ![mine]({origin}/user.png?q=secret) and [![linked]({origin}/linked.png)](https://example.com/)"
+                ),
+            ),
+            assistant_message(
+                text_part(f"Sure. ![chart]({origin}/leak.png?conversation=the+whole+chat)"),
+                image_part(f"{origin}/file-2.png"),
+                image_part(
+                    "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP4z8DwHwAFAAH/q842iQAAAABJRU5ErkJggg=="
+                ),
+            ),
+        )
+        await page.goto(f"{web.url}/chat/{thread_id}")
+        placeholders = page.get_by_test_id("remote-image")
+        await expect(placeholders).to_have_count(5)
+        await expect(placeholders.get_by_test_id("remote-image-host")).to_have_text(
+            [origin.removeprefix("http://")] * 5
+        )
+        await expect(page.get_by_test_id("attachment-image")).to_have_count(1)  # the data: URL shows at once
+        await page.wait_for_load_state("networkidle")
+        assert hits == []
+        await shot(page, "desktop-remote-images")
+        link = page.locator('[data-testid="message"] a[href="https://example.com/"]')
+        assert set((await link.get_attribute("rel") or "").split()) >= {"noopener", "noreferrer"}
+
+        await page.locator('[data-testid="remote-image"][title*="leak.png"]').get_by_test_id("load-image").click()
+        await expect(placeholders).to_have_count(4)
+        await page.wait_for_function(
+            "() => [...document.images].some((image) => image.src.includes('leak.png') && image.complete)"
+        )
+        await page.wait_for_load_state("networkidle")
+        assert hits == ["/leak.png?conversation=the+whole+chat"]
+
+
+def csp_directives(header: str) -> dict[str, list[str]]:
+    directives = [d.split() for d in header.split(";") if d.strip()]
+    return {d[0]: d[1:] for d in directives}
+
+
+async def test_the_page_is_sent_with_a_content_security_policy_and_no_sniffing(web: Server) -> None:
+    async with httpx.AsyncClient(base_url=web.url) as client:
+        for path in ("/", "/chat/some-thread"):
+            response = await client.get(path)
+            assert response.status_code == 200
+            csp = csp_directives(response.headers["content-security-policy"])
+            assert csp["default-src"] == ["'self'"]
+            assert csp["script-src"] == ["'self'"]
+            assert csp["connect-src"] == ["'self'"]
+            assert csp["frame-ancestors"] == ["'none'"]
+            assert csp["base-uri"] == ["'none'"]
+            assert csp["object-src"] == ["'none'"]
+            assert csp["form-action"] == ["'self'"]
+            assert {"'self'", "data:", "blob:"} <= set(csp["img-src"])  # and http(s): for a click, by default
+            assert response.headers["x-content-type-options"] == "nosniff"
+            assert response.headers["referrer-policy"] == "no-referrer"
+            assert response.headers["x-frame-options"] == "DENY"
+            # script-src 'self' holds only if the page has no inline script.
+            assert re.findall(r"<script(?![^>]*\bsrc=)[^>]*>", response.text) == []
+        asset = re.search(r'src="(/assets/[^"]+\.js)"', response.text)
+        assert asset is not None
+        assert (await client.get(asset.group(1))).headers["x-content-type-options"] == "nosniff"
+        assert (await client.get("/api/threads")).headers["x-content-type-options"] == "nosniff"
+
+
+async def test_remote_images_never_keeps_them_out_of_the_policy_too(tmp_path: Path) -> None:
+    settings = Settings(web_remote_images="never", database_url=f"sqlite:///{tmp_path / 'never.db'}")
+    app = create_app(settings)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost") as client:
+        response = await client.get("/")
+    assert csp_directives(response.headers["content-security-policy"])["img-src"] == ["'self'", "data:", "blob:"]
+    assert '<meta name="chatkeep-remote-images" content="never" />' in response.text
+
+
+RECORD_PROBLEMS = """
+window.__violations = [];
+document.addEventListener("securitypolicyviolation", (e) => {
+  window.__violations.push(`${e.effectiveDirective} ${e.blockedURI}`);
+});
+"""
+
+
+async def test_normal_use_breaks_no_rule_of_the_policy(context: BrowserContext, web: Server) -> None:
+    await context.add_init_script(RECORD_PROBLEMS)
+    page = await context.new_page()
+    page.set_default_timeout(15_000)
+    errors: list[str] = []
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    await page.goto(web.url + "/")
+    picture: FilePayload = {"name": "dot.png", "mimeType": "image/png", "buffer": PNG}
+    await page.get_by_test_id("attach-input").set_input_files(files=[picture])
+    await expect(page.get_by_test_id("pending-file")).to_have_count(1)  # a blob: preview
+    await send(page, "some code:\n\n```python\nprint(1)\n```\n\n| centred |\n|:-:|\n| cell |")
+    await expect(last_reply_text(page).locator("pre")).to_have_text("print(1)")
+    # A table column's alignment is a style React sets through the DOM, which style-src 'self' allows.
+    assert await last_reply_text(page).locator("td").evaluate("(cell) => getComputedStyle(cell).textAlign") == "center"
+    await last_reply_text(page).get_by_test_id("copy-code").click()
+    await expect(last_reply_text(page).get_by_test_id("copy-code")).to_contain_text("Copied")
+    await page.reload()
+    await expect(page.get_by_test_id("attachment-image")).to_have_count(1)  # a data: URL
+    await expect(last_reply_text(page).locator("pre")).to_have_text("print(1)")
+    await page.wait_for_load_state("networkidle")
+    assert await page.evaluate("window.__violations") == []
+    assert errors == []
+
+
+# ---- long Markdown stays interactive (issue #12, point 7)
+
+# The longest task the page ran, from when it started (a task that blocks input is a "longtask", over 50 ms).
+RECORD_LONGEST_TASK = """
+window.__longestTask = 0;
+new PerformanceObserver((list) => {
+  for (const entry of list.getEntries()) window.__longestTask = Math.max(window.__longestTask, entry.duration);
+}).observe({ type: "longtask", buffered: true });
+"""
+# Today's page blocked for 34 s on 1.5 M characters; a chunk of Markdown takes tens of milliseconds. The bound is
+# far above the second and far below the first, so a slow, shared machine does not fail it.
+LONGEST_TASK_MS = 3_000
+
+
+def markdownish(size: int) -> str:
+    """Markdown of about `size` characters, with every kind of block react-markdown and remark-gfm parse."""
+    blocks: list[str] = []
+    total = 0
+    while total < size:
+        n = len(blocks) + 1
+        block = (
+            f"## Section {n}\n\nParagraph {n} with **bold**, *emphasis*, `code`, a [link](https://example.com/{n}) "
+            f"and ~~strike~~.\n\n- item {n}\n- item **two**\n  - nested\n\n1. first\n2. second\n\n"
+            f"```python\nx = {n}\nprint(x)\n```\n\n| a | b |\n|---|---|\n| {n} | **x** |\n\n> quote {n}\n\n"
+        )
+        blocks.append(block)
+        total += len(block)
+    return "".join(blocks)[:size]
+
+
+async def test_a_four_million_character_message_opens_and_the_page_stays_responsive(
+    context: BrowserContext, web: Server
+) -> None:
+    text = markdownish(3_900_000)
+    last_section = text.rsplit("## Section ", 1)[1].split("\n", 1)[0]
+    thread_id = await stored_thread(
+        web, user_message(text_part("a long one please")), assistant_message(text_part(text))
+    )
+    await context.add_init_script(RECORD_LONGEST_TASK)
+    page = await context.new_page()
+    page.set_default_timeout(30_000)
+    await page.goto(f"{web.url}/chat/{thread_id}")
+    reply = last_reply_text(page)
+    # The end of the reply is on screen, as Markdown; the page takes input; the start renders when scrolled to.
+    await expect(reply.get_by_role("heading", name=f"Section {last_section}", exact=True)).to_be_in_viewport()
+    composer = page.get_by_test_id("composer")
+    await composer.fill("still answering")
+    await expect(composer).to_have_value("still answering")
+    await reply.evaluate("(element) => element.scrollIntoView()")
+    await expect(reply.get_by_role("heading", name="Section 1", exact=True)).to_be_in_viewport()
+    await expect(reply.locator("table strong").first).to_have_text("x")
+    assert await page.evaluate("window.__longestTask") < LONGEST_TASK_MS
+
+
+async def test_a_long_streamed_reply_stays_responsive(browser: Browser, tmp_path: Path) -> None:
+    # The demo model echoes the prompt word by word: regenerating its reply streams about 3,000 deltas of a
+    # 300,000-character Markdown reply.
+    blocks = [
+        f"## S{n}\n\n**b{n}**\t*e*\t`c`\t[l](https://x.org/{n})\n\n-\tone\n-\t**two**\n\n```\nx={n}\n```\n\n|a|b|\n|-|-|\n|{n}|y|\n\n"
+        for n in range(1, 3_000)
+    ]
+    prompt = "".join(blocks)
+    with running_server(f"sqlite:///{tmp_path / 'stream.db'}", env={"CHATKEEP_DEMO_DELAY_MS": "0"}) as server:
+        thread_id = await stored_thread(server, user_message(text_part(prompt)), assistant_message(text_part("Hm.")))
+        context = await browser.new_context(viewport=DESKTOP)
+        await context.add_init_script(RECORD_LONGEST_TASK)
+        page = await context.new_page()
+        page.set_default_timeout(60_000)
+        try:
+            await page.goto(f"{server.url}/chat/{thread_id}")
+            await page.get_by_test_id("regenerate").click()
+            await expect(page.get_by_test_id("stop")).to_be_visible()
+            await expect(page.get_by_test_id("regenerate")).to_be_visible()
+            reply = last_reply_text(page)
+            await expect(reply.get_by_role("heading", name="S2999", exact=True)).to_be_in_viewport()
+            await expect(reply.locator("pre").last).to_have_text("x=2999")
+            assert await page.evaluate("window.__longestTask") < LONGEST_TASK_MS
+        finally:
+            await context.close()
+
+
+async def test_long_markdown_is_cut_only_between_blocks(browser: Browser, web: Server) -> None:
+    # Code blocks with blank lines inside and loose lists, across many chunks; then one code block too long to
+    # parse in one go (shown as its source text), then Markdown again.
+    sections = [
+        f"### Part {n}\n\n```text\nfirst {n}\n\nsecond {n}\n```\n\n{n}. item\n\n{n + 1}. next item\n\n" + "word " * 60
+        for n in range(1, 61)
+    ]
+    huge_code = "```\n" + ("x = 1; " * 30 + "\n\n") * 80 + "```"
+    text = "\n\n".join([*sections, huge_code, "**after** the long block"])
+    thread_id = await stored_thread(web, user_message(text_part("long")), assistant_message(text_part(text)))
+    # A screen tall enough that every chunk is near it, so all of them render.
+    context = await browser.new_context(viewport={"width": 1280, "height": 16_000})
+    page = await context.new_page()
+    try:
+        await page.goto(f"{web.url}/chat/{thread_id}")
+        reply = last_reply_text(page)
+        await expect(reply.locator("strong").last).to_have_text("after")  # the end shows first
+        await reply.evaluate("(element) => element.scrollIntoView()")
+        await expect(reply.locator("h3")).to_have_count(60)
+        await expect(reply.locator("pre")).to_have_text([f"first {n}\n\nsecond {n}" for n in range(1, 61)])
+        await expect(reply.locator("ol")).to_have_count(60)
+        assert await reply.locator("ol").nth(41).get_attribute("start") == "42"
+        sources = reply.get_by_test_id("md-source")
+        await expect(sources).to_have_count(2)
+        assert "".join(await sources.all_text_contents()) == huge_code + "\n\n"
+    finally:
+        await context.close()

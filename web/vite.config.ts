@@ -29,6 +29,8 @@ export default defineConfig({
         // touches one small file of the checked-in dist (and browsers keep the rest cached).
         codeSplitting: {
           groups: [
+            // Runs before the AI SDK's chunk, which reads it when it loads (see src/jitless.ts).
+            { name: "jitless", test: /[\\/]src[\\/]jitless\.ts$/ },
             { name: "react", test: /[\\/]node_modules[\\/](react|react-dom|scheduler)[\\/]/ },
             { name: "ai-sdk", test: /[\\/]node_modules[\\/](ai|@ai-sdk|@standard-schema|zod|eventsource-parser|swr|throttleit|use-sync-external-store|dequal)[\\/]/ },
             { name: "markdown", test: /[\\/]node_modules[\\/]/ },

@@ -35,6 +35,11 @@ class Settings(BaseSettings):
     demo_delay_ms: float = Field(default=15, ge=0, description="The demo model's wait before each chunk.")
     max_steps: int = Field(default=8, ge=1, le=100, description="Model calls per turn (each tool round is one).")
     system_prompt: str | None = Field(default=None, description="Instructions sent to the model before the chat.")
+    web_remote_images: Literal["click", "always", "never"] = Field(
+        default="click",
+        description="Images from other sites in the chat page: loaded on a click, always, or never (blocked by the "
+        "page's Content-Security-Policy too).",
+    )
     ai_sdk_version: str = Field(
         default="5.0.0",
         pattern=r"^\d+(\.\d+){0,2}$",

@@ -20,6 +20,7 @@ import {
   updateThread,
 } from "./api";
 import { Composer, type ComposerHandle } from "./Composer";
+import { ScrollRoot } from "./Markdown";
 import { Message, messageText } from "./Message";
 import { buildTree, emptyTree, type MessageTree, newestDescendant } from "./tree";
 
@@ -226,12 +227,29 @@ function ChatSession({
   }, [status, chat]);
 
   // ---- scrolling: follow the reply while the reader is at the bottom
-  const scroller = useRef<HTMLDivElement>(null);
+  const scroller = useRef<HTMLDivElement | null>(null);
+  const [scrollRoot, setScrollRoot] = useState<HTMLDivElement | null>(null);
+  const setScroller = useCallback((el: HTMLDivElement | null) => {
+    scroller.current = el;
+    setScrollRoot(el);
+  }, []);
   const atBottom = useRef(true);
   useLayoutEffect(() => {
     const el = scroller.current;
     if (el && atBottom.current) el.scrollTop = el.scrollHeight;
   }, [messages, status]);
+  // Content that grows by itself (a long message's chunks rendering, an image loading) keeps the reader at the
+  // bottom too.
+  useEffect(() => {
+    const el = scrollRoot;
+    const content = el?.firstElementChild;
+    if (!el || !content) return;
+    const observer = new ResizeObserver(() => {
+      if (atBottom.current) el.scrollTop = el.scrollHeight;
+    });
+    observer.observe(content);
+    return () => observer.disconnect();
+  }, [scrollRoot]);
   const onScroll = () => {
     const el = scroller.current;
     if (el) atBottom.current = el.scrollHeight - el.scrollTop - el.clientHeight < 80;
@@ -405,7 +423,7 @@ function ChatSession({
 
   return (
     <div className="chat">
-      <div className="messages" ref={scroller} onScroll={onScroll} data-testid="messages">
+      <div className="messages" ref={setScroller} onScroll={onScroll} data-testid="messages">
         <div className="messages-inner">
           {messages.length === 0 ? (
             <div className="empty" data-testid="empty-chat">
@@ -413,21 +431,23 @@ function ChatSession({
               <p className="muted">Ask anything. Your chats are kept on this chatkeep server.</p>
             </div>
           ) : null}
-          {messages.map((message, index) => (
-            <Message
-              key={message.id}
-              message={message}
-              streaming={status === "streaming" && index === lastIndex && message.role === "assistant"}
-              busy={busy}
-              canRegenerate={message.role === "assistant" && index === lastIndex}
-              branch={tree.branches.get(message.id)}
-              storedStatus={tree.status.get(message.id)}
-              onRegenerate={onRegenerate}
-              onEdit={onEdit}
-              onSwitchBranch={onSwitchBranch}
-              onApproval={onApproval}
-            />
-          ))}
+          <ScrollRoot value={scrollRoot}>
+            {messages.map((message, index) => (
+              <Message
+                key={message.id}
+                message={message}
+                streaming={status === "streaming" && index === lastIndex && message.role === "assistant"}
+                busy={busy}
+                canRegenerate={message.role === "assistant" && index === lastIndex}
+                branch={tree.branches.get(message.id)}
+                storedStatus={tree.status.get(message.id)}
+                onRegenerate={onRegenerate}
+                onEdit={onEdit}
+                onSwitchBranch={onSwitchBranch}
+                onApproval={onApproval}
+              />
+            ))}
+          </ScrollRoot>
           {waiting ? (
             <div className="message message-assistant pending" aria-live="polite">
               <div className="typing" aria-label="Waiting for the reply">

@@ -23,6 +23,7 @@ import {
   WrenchIcon,
 } from "./icons";
 import { Markdown } from "./Markdown";
+import { GatedImage } from "./RemoteImage";
 import type { BranchInfo } from "./tree";
 
 type Part = UIMessage["parts"][number];
@@ -143,13 +144,26 @@ function FilePart({ part }: { part: Pick<FileUIPart, "url" | "mediaType" | "file
   const name = part.filename ?? part.mediaType;
   if (url && part.mediaType.startsWith("image/")) {
     return (
-      <a className="attachment-image" href={url} target="_blank" rel="noopener noreferrer" download={part.filename}>
-        <img src={url} alt={part.filename ?? "image"} loading="lazy" data-testid="attachment-image" />
-      </a>
+      <GatedImage
+        src={url}
+        alt={part.filename ?? "image"}
+        testId="attachment-image"
+        wrap={(image) => (
+          <a className="attachment-image" href={url} target="_blank" rel="noopener noreferrer" download={part.filename}>
+            {image}
+          </a>
+        )}
+      />
     );
   }
   return (
-    <a className="attachment-file" href={url ?? undefined} download={part.filename ?? true} data-testid="attachment-file">
+    <a
+      className="attachment-file"
+      href={url ?? undefined}
+      rel="noopener noreferrer"
+      download={part.filename ?? true}
+      data-testid="attachment-file"
+    >
       <FileIcon />
       <span className="attachment-name">{name}</span>
     </a>
@@ -422,7 +436,7 @@ export const Message = memo(function Message({
             if (!part.text) return null;
             return (
               <div key={index} className="md" data-testid="message-text">
-                <Markdown text={part.text} />
+                <Markdown text={part.text} live={streaming && part.state === "streaming"} />
               </div>
             );
           }
@@ -433,7 +447,7 @@ export const Message = memo(function Message({
               <details key={index} className="reasoning" data-testid="reasoning">
                 <summary>{thinking ? "Thinking…" : "Reasoning"}</summary>
                 <div className="reasoning-body md">
-                  <Markdown text={part.text} />
+                  <Markdown text={part.text} live={thinking} />
                 </div>
               </details>
             );

@@ -10,15 +10,13 @@ from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI, Response
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import RedirectResponse
-from fastapi.staticfiles import StaticFiles
-from starlette.types import Scope
 
 from chatkeep.api.auth import Authenticator
 from chatkeep.api.deps import ChatkeepState, StoreDep
 from chatkeep.api.errors import install_error_handlers
 from chatkeep.api.guard import EdgeGuard
 from chatkeep.api.limits import LocalWindow, RateLimiter, RedisWindow
+from chatkeep.api.page import NoSniff, mount_web
 from chatkeep.api.routes import chat as chat_routes
 from chatkeep.api.routes import history, threads
 from chatkeep.chat.brokers import LocalBroker, RedisBroker
@@ -33,7 +31,6 @@ from chatkeep.store import ChatStore
 from chatkeep.store.migrate import upgrade
 from chatkeep.store.streams import StreamLog
 from chatkeep.tools import ToolRegistry, builtin_tools
-from chatkeep.web import DIST
 
 __all__ = ["create_app", "create_router", "include_chatkeep"]
 
@@ -198,45 +195,9 @@ def create_app(
             return Response(b'{"status":"degraded","redis":"unavailable"}', media_type="application/json")
         return Response(b'{"status":"ok"}', media_type="application/json")
 
-    _mount_web(app)
+    mount_web(app, settings)
+    app.add_middleware(NoSniff)
     return app
-
-
-def _mount_web(app: FastAPI) -> None:
-    """The chat page at ``/`` (a new chat) and ``/chat/{id}`` (a stored one), with its assets, when the app is
-    built (it is in every release); otherwise ``/`` points at the API docs."""
-    index = DIST / "index.html"
-    if not index.is_file():
-
-        @app.get("/", include_in_schema=False)
-        async def root() -> RedirectResponse:
-            return RedirectResponse("/docs")
-
-        return
-    page = index.read_bytes()
-    # The HTML names the hashed assets, so it must never be cached; the assets themselves never change.
-    no_cache = {"cache-control": "no-cache"}
-
-    @app.get("/", include_in_schema=False)
-    async def new_chat() -> Response:
-        return Response(page, media_type="text/html", headers=no_cache)
-
-    @app.get("/chat/{thread_id}", include_in_schema=False)
-    async def stored_chat(thread_id: str) -> Response:
-        return Response(page, media_type="text/html", headers=no_cache)
-
-    if (DIST / "assets").is_dir():
-        app.mount("/assets", _ImmutableFiles(directory=DIST / "assets"), name="assets")
-
-
-class _ImmutableFiles(StaticFiles):
-    """Static files whose names carry a hash of their content: cached by browsers for good."""
-
-    async def get_response(self, path: str, scope: Scope) -> Response:
-        response = await super().get_response(path, scope)
-        if response.status_code == 200:
-            response.headers["cache-control"] = "public, max-age=31536000, immutable"
-        return response
 
 
 def _version() -> str:

@@ -19,10 +19,10 @@ With authentication, a request carries its credentials in a header no other page
 is no origin check; the host check applies once ``CHATKEEP_ALLOWED_HOSTS`` is set (as in Django or Rails, it then
 also guards a deployment against a forged ``Host``).
 
-Only :func:`create_app`'s service installs this (as its outermost layer, so it covers the page, the docs and the
-API); routers mounted into a host app with ``include_chatkeep`` leave the host app's edge alone. Starlette's
-``TrustedHostMiddleware`` is not used: it answers in plain text rather than chatkeep's JSON errors, and only to a
-fixed list of names, not to the address a request arrived on.
+Only :func:`create_app`'s service installs this (outside everything but the ``nosniff`` header, so it covers the
+page, the docs and the API); routers mounted into a host app with ``include_chatkeep`` leave the host app's edge
+alone. Starlette's ``TrustedHostMiddleware`` is not used: it answers in plain text rather than chatkeep's JSON
+errors, and only to a fixed list of names, not to the address a request arrived on.
 """
 
 from __future__ import annotations

@@ -1,0 +1,1 @@
+var e=globalThis;(e.__zod_globalConfig??={}).jitless=!0;

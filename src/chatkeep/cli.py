@@ -66,12 +66,25 @@ def main() -> None:
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535), help="Port to listen on.")
 @_database_option
 @click.option("--model", default=None, help="Model that answers chats (default: demo).")
+@click.option(
+    "--tools",
+    default=None,
+    metavar="MODULE:ATTR[,…]",
+    help="Tools offered to the model: import paths of @tool functions, lists of them or ToolRegistry objects "
+    "(modules in the current folder are found). Default: $CHATKEEP_TOOLS.",
+)
 @click.option("--no-migrate", is_flag=True, help="Do not bring the schema up to date on start.")
 @click.option(
     "--allow-unauthenticated", is_flag=True, help="Listen beyond loopback with no authentication (not recommended)."
 )
 def serve(
-    host: str, port: int, database_url: str | None, model: str | None, no_migrate: bool, allow_unauthenticated: bool
+    host: str,
+    port: int,
+    database_url: str | None,
+    model: str | None,
+    tools: str | None,
+    no_migrate: bool,
+    allow_unauthenticated: bool,
 ) -> None:
     """Run the HTTP service."""
     import uvicorn
@@ -83,9 +96,14 @@ def serve(
     settings = _settings(
         database_url=database_url,
         model=model,
+        tools=tools,
         migrate_on_start=False if no_migrate else None,
         allow_unauthenticated=True if allow_unauthenticated else None,
     )
+    # Tools are imported by path from the current folder too, as uvicorn does for an app ('--app-dir .'): the
+    # 'chatkeep' script's own folder, not the current one, is first on sys.path.
+    if settings.tools and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     try:
         authenticator = Authenticator(settings)
         app = create_app(settings)

@@ -90,7 +90,6 @@ def serve(
     import uvicorn
 
     from chatkeep.api import create_app
-    from chatkeep.api.auth import Authenticator
     from chatkeep.api.server import bounded_http_protocol
 
     settings = _settings(
@@ -105,14 +104,14 @@ def serve(
     if settings.tools and os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:
-        authenticator = Authenticator(settings)
         app = create_app(settings)
     except (ChatkeepError, ValueError) as exc:
         raise click.ClickException(getattr(exc, "message", str(exc))) from exc
-    if not authenticator.enabled and not _is_loopback(host) and not settings.allow_unauthenticated:
+    if not app.state.chatkeep.authenticator.enabled and not _is_loopback(host) and not settings.allow_unauthenticated:
         raise click.ClickException(
             f"refusing to serve everyone's chats to anyone on {host}: there is no authentication. Configure it "
-            "(CHATKEEP_JWT_SECRET, CHATKEEP_JWKS_URL), listen on 127.0.0.1, or pass --allow-unauthenticated."
+            "(CHATKEEP_JWT_SECRET, CHATKEEP_JWKS_URL or CHATKEEP_API_KEYS), listen on 127.0.0.1, or pass "
+            "--allow-unauthenticated."
         )
     console.print(f"chatkeep on [bold]http://{host}:{port}[/] (API docs at /docs), database {settings.database_url}")
     config = uvicorn.Config(

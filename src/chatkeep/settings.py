@@ -46,9 +46,11 @@ class Settings(BaseSettings):
         description="The oldest `ai` client version to stay compatible with; newer stream features (finishReason "
         "from 5.0.92, tool approval from 6.0.0) are used only when every client from it on accepts them.",
     )
-    auth: Literal["auto", "none", "jwt"] = Field(
+    auth: Literal["auto", "none", "jwt", "api-keys"] = Field(
         default="auto",
-        description="'none': one local user; 'jwt': bearer tokens; 'auto': 'jwt' when a JWT secret or JWKS URL is set.",
+        description="'auto': every credential configured (a JWT secret or JWKS URL, API keys) is accepted and one is "
+        "required, and with none configured there is one local user; 'jwt' and 'api-keys': the same, but refuse to "
+        "start unless that kind is configured; 'none': one local user, refusing to start if any credential is set.",
     )
     jwt_secret: SecretStr | None = Field(
         default=None, description="Verify HS256 bearer tokens with this secret (the user id is the user claim)."

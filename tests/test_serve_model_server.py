@@ -165,17 +165,30 @@ async def test_the_demo_model_keeps_its_own_tool_beside_those_given(store: ChatS
     ("tools", "problem"),
     [
         ("no_such_module:tools", "cannot import 'no_such_module': ModuleNotFoundError: No module named"),
+        (
+            "tests.serve_tools_broken:tools",
+            "cannot import 'tests.serve_tools_broken': RuntimeError: set SHOP_API_URL first",
+        ),
         ("tests.serve_tools", "expected an import path 'package.module:attribute'"),
         ("tests.serve_tools:nothing", "module 'tests.serve_tools' has no attribute 'nothing'"),
         ("tests.serve_tools:not_tools", "expected a @tool function, a list of them or a ToolRegistry, not a value"),
         ("tests.serve_tools:forgot_the_decorator", "item 1 is not a tool: undecorated, a plain function"),
-        ("tests.serve_tools:twice", "a tool named 'lookup_order' is given twice"),
+        ("tests.serve_tools:twice", "two tools are named 'lookup_order'"),
         (
             "tests.serve_tools:tools,tests.serve_tools:registry",
-            "a tool named 'lookup_order' is given and also by 'tests.serve_tools:tools'",
+            "a tool named 'lookup_order' comes from 'tests.serve_tools:tools' already",
         ),
     ],
-    ids=["no-module", "no-attribute-named", "no-attribute", "not-tools", "plain-function", "twice", "two-paths"],
+    ids=[
+        "no-module",
+        "module-fails",
+        "no-attribute-named",
+        "no-attribute",
+        "not-tools",
+        "plain-function",
+        "twice",
+        "two-paths",
+    ],
 )
 @pytest.mark.parametrize("given_as", ["flag", "environment"])
 def test_tools_that_are_not_give_one_clear_line(tools: str, problem: str, given_as: str, tmp_path: Path) -> None:

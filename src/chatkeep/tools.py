@@ -189,8 +189,11 @@ def load_tools(paths: Sequence[str]) -> list[Tool]:
     for path in paths:
         for item in _tools_at(path):
             if item.name in found:
-                where = "twice" if found[item.name] == path else f"and also by {found[item.name]!r}"
-                raise InvalidConfiguration(f"tools {path!r}: a tool named {item.name!r} is given {where}")
+                raise InvalidConfiguration(
+                    f"tools {path!r}: two tools are named {item.name!r}"
+                    if found[item.name] == path
+                    else f"tools {path!r}: a tool named {item.name!r} comes from {found[item.name]!r} already"
+                )
             found[item.name] = path
             tools.append(item)
     return tools
@@ -206,9 +209,9 @@ def _tools_at(path: str) -> list[Tool]:
         module = importlib.import_module(module_name)
     except Exception as exc:  # whatever the module's own code raises while it is imported
         reason = " ".join(f"{type(exc).__name__}: {exc}".split())
-        if isinstance(exc, ModuleNotFoundError) and exc.name and module_name.startswith(exc.name):
+        if isinstance(exc, ModuleNotFoundError) and exc.name and f"{module_name}.".startswith(f"{exc.name}."):
             reason += " (run chatkeep from the folder that holds it, or install it)"
-        raise InvalidConfiguration(f"tools {path!r}: cannot import {module_name!r}: {reason}") from None
+        raise InvalidConfiguration(f"tools {path!r}: cannot import {module_name!r}: {reason}") from exc
     try:
         value = getattr(module, attribute)
     except AttributeError:

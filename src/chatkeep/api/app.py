@@ -85,7 +85,7 @@ def include_chatkeep(
         )
     if chat is None:
         broker = RedisBroker(redis) if redis is not None else LocalBroker()
-        tools = resolve_tools(settings)  # first: the model may open connections, which a bad tool path would leak
+        tools = resolve_tools(settings)  # first: a bad tool path then leaves no model client open
         chat = ChatService(
             store,
             resolve_model(settings.model, settings),

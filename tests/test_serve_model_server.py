@@ -182,7 +182,7 @@ async def test_the_demo_model_keeps_its_own_tool_beside_those_given(store: ChatS
     ids=[
         "no-module",
         "module-fails",
-        "no-attribute-named",
+        "no-colon",
         "no-attribute",
         "not-tools",
         "plain-function",

@@ -8,9 +8,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO
 
 import httpx
@@ -35,13 +36,22 @@ class Server:
 
 @contextmanager
 def running_server(
-    database_url: str, env: dict[str, str] | None = None, *, port: int | None = None, app_factory: str | None = None
+    database_url: str,
+    env: dict[str, str] | None = None,
+    *,
+    port: int | None = None,
+    app_factory: str | None = None,
+    args: Sequence[str] = (),
+    chatkeep: Sequence[str] = (sys.executable, "-m", "chatkeep"),
+    cwd: Path | None = None,
 ) -> Iterator[Server]:
     """Start ``chatkeep serve`` on a free port and yield it once ``/healthz`` answers; stop it afterwards (if a test
-    has not killed it already). With ``app_factory`` (``module:function``), uvicorn serves the app that function
-    makes instead (a library-mode app), with ``CHATKEEP_DATABASE_URL`` set to ``database_url``."""
+    has not killed it already). ``args`` are more options of ``serve`` (``--model``, ``--host``, …); ``chatkeep``
+    is the command that runs chatkeep (e.g. the installed ``chatkeep`` script), in ``cwd``. With ``app_factory``
+    (``module:function``), uvicorn serves the app that function makes instead (a library-mode app), with
+    ``CHATKEEP_DATABASE_URL`` set to ``database_url``."""
     port = port or free_port()
-    cmd = [sys.executable, "-m", "chatkeep", "serve", "--port", str(port), "--database-url", database_url]
+    cmd = [*chatkeep, "serve", "--port", str(port), "--database-url", database_url, *args]
     if app_factory is not None:
         cmd = [sys.executable, "-m", "uvicorn", "--factory", app_factory, "--host", "127.0.0.1", "--port", str(port)]
     # One test user here stands for many people: the per-user request limit is off unless a test sets it. Stopping
@@ -53,7 +63,7 @@ def running_server(
     }
     proc_env = {**os.environ, **defaults, **(env or {})}
     with tempfile.TemporaryFile(mode="w+") as log:
-        proc = subprocess.Popen(cmd, env=proc_env, stdout=log, stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.Popen(cmd, env=proc_env, stdout=log, stderr=subprocess.STDOUT, text=True, cwd=cwd)
         server = Server(f"http://127.0.0.1:{port}", proc, log)
         try:
             _wait_healthy(server)

@@ -11,7 +11,8 @@ and answers ``POST /v1/chat/completions`` from a script of responses queued with
 
 Every request body is recorded, in order, in :attr:`FakeOpenAI.requests` (and its headers in
 :attr:`FakeOpenAI.headers`), so tests can assert exactly what a client sent. A request arriving when the script
-is empty gets a 500 whose message says so. The server is a context manager::
+is empty gets a 500 whose message says so. :meth:`FakeOpenAI.env` points a ``chatkeep serve`` subprocess at it.
+The server is a context manager::
 
     with FakeOpenAI() as server:
         server.enqueue(FakeResponse(text="Hello"))
@@ -175,6 +176,11 @@ class FakeOpenAI:
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
+
+    def env(self) -> dict[str, str]:
+        """The environment that points ``openai:<model>`` models at this server (for a ``chatkeep serve``
+        subprocess: ``running_server(url, env=server.env(), args=["--model", "openai:test-model"])``)."""
+        return {"OPENAI_BASE_URL": self.base_url, "OPENAI_API_KEY": "sk-fake"}
 
     def enqueue(self, *responses: FakeResponse | FakeError) -> None:
         """Queue the answers to the next requests, in order."""

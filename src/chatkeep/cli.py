@@ -66,35 +66,52 @@ def main() -> None:
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535), help="Port to listen on.")
 @_database_option
 @click.option("--model", default=None, help="Model that answers chats (default: demo).")
+@click.option(
+    "--tools",
+    default=None,
+    metavar="MODULE:ATTR[,…]",
+    help="Tools offered to the model: import paths of @tool functions, lists of them or ToolRegistry objects "
+    "(modules in the current folder are found). Default: $CHATKEEP_TOOLS.",
+)
 @click.option("--no-migrate", is_flag=True, help="Do not bring the schema up to date on start.")
 @click.option(
     "--allow-unauthenticated", is_flag=True, help="Listen beyond loopback with no authentication (not recommended)."
 )
 def serve(
-    host: str, port: int, database_url: str | None, model: str | None, no_migrate: bool, allow_unauthenticated: bool
+    host: str,
+    port: int,
+    database_url: str | None,
+    model: str | None,
+    tools: str | None,
+    no_migrate: bool,
+    allow_unauthenticated: bool,
 ) -> None:
     """Run the HTTP service."""
     import uvicorn
 
     from chatkeep.api import create_app
-    from chatkeep.api.auth import Authenticator
     from chatkeep.api.server import bounded_http_protocol
 
     settings = _settings(
         database_url=database_url,
         model=model,
+        tools=tools,
         migrate_on_start=False if no_migrate else None,
         allow_unauthenticated=True if allow_unauthenticated else None,
     )
+    # Tools are imported by path from the current folder too, as uvicorn does for an app ('--app-dir .'): the
+    # 'chatkeep' script's own folder, not the current one, is first on sys.path.
+    if settings.tools and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     try:
-        authenticator = Authenticator(settings)
         app = create_app(settings)
     except (ChatkeepError, ValueError) as exc:
         raise click.ClickException(getattr(exc, "message", str(exc))) from exc
-    if not authenticator.enabled and not _is_loopback(host) and not settings.allow_unauthenticated:
+    if not app.state.chatkeep.authenticator.enabled and not _is_loopback(host) and not settings.allow_unauthenticated:
         raise click.ClickException(
             f"refusing to serve everyone's chats to anyone on {host}: there is no authentication. Configure it "
-            "(CHATKEEP_JWT_SECRET, CHATKEEP_JWKS_URL), listen on 127.0.0.1, or pass --allow-unauthenticated."
+            "(CHATKEEP_JWT_SECRET, CHATKEEP_JWKS_URL or CHATKEEP_API_KEYS), listen on 127.0.0.1, or pass "
+            "--allow-unauthenticated."
         )
     console.print(f"chatkeep on [bold]http://{host}:{port}[/] (API docs at /docs), database {settings.database_url}")
     config = uvicorn.Config(

@@ -14,6 +14,7 @@ __all__ = [
     "ChatkeepError",
     "Conflict",
     "DatabaseUnavailable",
+    "InvalidConfiguration",
     "InvalidInput",
     "InvalidMessage",
     "MessageNotFound",
@@ -121,6 +122,13 @@ class InvalidMessage(InvalidInput):
     """A message that is not a valid UIMessage for its format."""
 
     code = "invalid_message"
+
+
+class InvalidConfiguration(ChatkeepError):
+    """Settings that cannot work together, or that name something that is not there (tools that do not import,
+    an authentication mode without its credentials): found while the service is being built, before it serves."""
+
+    code = "invalid_configuration"
 
 
 class Unauthorized(ChatkeepError):

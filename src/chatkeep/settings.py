@@ -32,6 +32,11 @@ class Settings(BaseSettings):
     model: str = Field(
         default="demo", description="The model that answers in POST /api/chat: 'demo' or 'openai:<model>'."
     )
+    tools: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated import paths 'package.module:attribute' of the tools offered to the model: a "
+        "@tool function, a list of them or a ToolRegistry. The demo model also has its own made-up get_weather.",
+    )
     demo_delay_ms: float = Field(default=15, ge=0, description="The demo model's wait before each chunk.")
     max_steps: int = Field(default=8, ge=1, le=100, description="Model calls per turn (each tool round is one).")
     system_prompt: str | None = Field(default=None, description="Instructions sent to the model before the chat.")
@@ -46,9 +51,11 @@ class Settings(BaseSettings):
         description="The oldest `ai` client version to stay compatible with; newer stream features (finishReason "
         "from 5.0.92, tool approval from 6.0.0) are used only when every client from it on accepts them.",
     )
-    auth: Literal["auto", "none", "jwt"] = Field(
+    auth: Literal["auto", "none", "jwt", "api-keys"] = Field(
         default="auto",
-        description="'none': one local user; 'jwt': bearer tokens; 'auto': 'jwt' when a JWT secret or JWKS URL is set.",
+        description="'auto': every credential configured (a JWT secret or JWKS URL, API keys) is accepted and one is "
+        "required, and with none configured there is one local user; 'jwt' and 'api-keys': the same, but refuse to "
+        "start unless that kind is configured; 'none': one local user, refusing to start if any credential is set.",
     )
     jwt_secret: SecretStr | None = Field(
         default=None, description="Verify HS256 bearer tokens with this secret (the user id is the user claim)."
@@ -135,7 +142,7 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=20, ge=1, description="Connections kept open to PostgreSQL.")
     migrate_on_start: bool = Field(default=True, description="Bring the schema up to date when the service starts.")
 
-    @field_validator("api_keys", "cors_origins", "allowed_hosts", mode="before")
+    @field_validator("tools", "api_keys", "cors_origins", "allowed_hosts", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         if isinstance(value, str):

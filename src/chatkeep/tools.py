@@ -18,6 +18,7 @@ docstring. Invalid input from a model is reported back to it as a tool error, ne
 from __future__ import annotations
 
 import hashlib
+import importlib
 import inspect
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -25,9 +26,10 @@ from typing import Any, cast, get_type_hints, overload
 
 from pydantic import BaseModel, ValidationError, create_model
 
+from chatkeep.errors import InvalidConfiguration
 from chatkeep.providers.base import ToolSpec
 
-__all__ = ["Tool", "ToolError", "ToolRegistry", "builtin_tools", "get_weather", "tool"]
+__all__ = ["Tool", "ToolError", "ToolRegistry", "builtin_tools", "get_weather", "load_tools", "tool"]
 
 
 class ToolError(Exception):
@@ -170,5 +172,65 @@ def get_weather(city: str) -> dict[str, Any]:
 
 
 def builtin_tools() -> list[Tool]:
-    """The tools chatkeep ships: ``get_weather`` (used by the ``demo`` model)."""
+    """The ``demo`` model's tools: ``get_weather``, whose weather is made up. Never offered to a real model."""
     return [get_weather]
+
+
+def load_tools(paths: Sequence[str]) -> list[Tool]:
+    """The tools at ``paths`` (``CHATKEEP_TOOLS``, ``chatkeep serve --tools``), in order. Each path is
+    ``package.module:attribute``, naming a :class:`Tool` (a ``@tool`` function), a sequence of them or a
+    :class:`ToolRegistry`; the module is imported from ``sys.path`` as it is (this does not change it).
+
+    Raises :class:`~chatkeep.errors.InvalidConfiguration` naming the path when one does not import, is not tools,
+    or gives a tool a name that another tool already has.
+    """
+    found: dict[str, str] = {}  # tool name → the path that gave it
+    tools: list[Tool] = []
+    for path in paths:
+        for item in _tools_at(path):
+            if item.name in found:
+                raise InvalidConfiguration(
+                    f"tools {path!r}: two tools are named {item.name!r}"
+                    if found[item.name] == path
+                    else f"tools {path!r}: a tool named {item.name!r} comes from {found[item.name]!r} already"
+                )
+            found[item.name] = path
+            tools.append(item)
+    return tools
+
+
+def _tools_at(path: str) -> list[Tool]:
+    # Not pkgutil.resolve_name: it cannot tell a module that does not import from one without the attribute,
+    # which the user fixes in different places.
+    module_name, colon, attribute = path.partition(":")
+    if not (colon and module_name and attribute):
+        raise InvalidConfiguration(f"tools {path!r}: expected an import path 'package.module:attribute'")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # whatever the module's own code raises while it is imported
+        reason = " ".join(f"{type(exc).__name__}: {exc}".split())
+        if isinstance(exc, ModuleNotFoundError) and exc.name and f"{module_name}.".startswith(f"{exc.name}."):
+            reason += " (run chatkeep from the folder that holds it, or install it)"
+        raise InvalidConfiguration(f"tools {path!r}: cannot import {module_name!r}: {reason}") from exc
+    try:
+        value = getattr(module, attribute)
+    except AttributeError:
+        raise InvalidConfiguration(f"tools {path!r}: module {module_name!r} has no attribute {attribute!r}") from None
+    if isinstance(value, Tool):
+        return [value]
+    if isinstance(value, ToolRegistry):
+        return list(value.as_mapping().values())
+    if isinstance(value, Sequence) and not isinstance(value, str | bytes):
+        for index, item in enumerate(value):
+            if not isinstance(item, Tool):
+                raise InvalidConfiguration(f"tools {path!r}: item {index} is not a tool: {_what(item)}")
+        return list(value)
+    raise InvalidConfiguration(
+        f"tools {path!r}: expected a @tool function, a list of them or a ToolRegistry, not {_what(value)}"
+    )
+
+
+def _what(value: object) -> str:
+    if inspect.isroutine(value):
+        return f"{value.__name__}, a plain function (decorate it with @tool from chatkeep.tools)"
+    return f"a value of type {type(value).__name__}"

@@ -20,7 +20,7 @@ from chatkeep.api.page import NoSniff, mount_web
 from chatkeep.api.routes import chat as chat_routes
 from chatkeep.api.routes import history, threads
 from chatkeep.chat.brokers import LocalBroker, RedisBroker
-from chatkeep.chat.models import resolve_model
+from chatkeep.chat.models import resolve_model, resolve_tools
 from chatkeep.chat.redis_link import RedisLink
 from chatkeep.chat.service import ChatService
 from chatkeep.chat.streams import StreamHub
@@ -30,7 +30,6 @@ from chatkeep.settings import Settings
 from chatkeep.store import ChatStore
 from chatkeep.store.migrate import upgrade
 from chatkeep.store.streams import StreamLog
-from chatkeep.tools import ToolRegistry, builtin_tools
 
 __all__ = ["create_app", "create_router", "include_chatkeep"]
 
@@ -68,8 +67,9 @@ def include_chatkeep(
     optional at any time: while it is unavailable chatkeep runs as without it, and ``app.state.chatkeep.degraded``
     says so.
 
-    ``chat`` answers ``POST /api/chat``: by default the model named in ``settings.model`` with the built-in
-    tools; pass a :class:`ChatService` with your own model and tools. Plug in your own authentication with
+    ``chat`` answers ``POST /api/chat``: by default the model named in ``settings.model`` with the tools of
+    ``settings.tools`` (the demo model also has its own); pass a :class:`ChatService` with your own model and tools.
+    Plug in your own authentication with
     ``app.dependency_overrides[chatkeep.api.get_current_user] = your_dependency`` (it returns the user id).
     """
     settings = settings or Settings()
@@ -82,10 +82,11 @@ def include_chatkeep(
         )
     if chat is None:
         broker = RedisBroker(redis) if redis is not None else LocalBroker()
+        tools = resolve_tools(settings)  # first: a bad tool path then leaves no model client open
         chat = ChatService(
             store,
             resolve_model(settings.model, settings),
-            tools=ToolRegistry(builtin_tools()),
+            tools=tools,
             max_steps=settings.max_steps,
             system_prompt=settings.system_prompt,
             features=StreamFeatures.for_clients(settings.ai_sdk_version),

@@ -1,11 +1,8 @@
 """Who is calling: the one dependency every route uses to scope its reads and writes.
 
-Modes (``CHATKEEP_AUTH``; ``auto``, the default, picks ``jwt`` when a secret or a JWKS URL is configured, else
-``none``):
+Two kinds of credentials can be configured, and every kind configured is accepted:
 
-* ``none``: one local user (``CHATKEEP_LOCAL_USER_ID``). ``chatkeep serve`` refuses to listen on anything but a
-  loopback address in this mode unless told ``--allow-unauthenticated``.
-* ``jwt``: ``Authorization: Bearer <JWT>``. HS256 with ``CHATKEEP_JWT_SECRET``, and/or RS256/ES256 verified
+* **JWTs**: ``Authorization: Bearer <JWT>``. HS256 with ``CHATKEEP_JWT_SECRET``, and/or RS256/ES256 verified
   against ``CHATKEEP_JWKS_URL`` (the key set is cached and fetched again when a token names an unknown ``kid``).
   A key verifies only the algorithm its JWK states (stating none, the one its type and curve imply: RS256 for RSA,
   ES256/ES384/ES512 by curve); a token naming another algorithm for its ``kid`` is a 401.
@@ -13,8 +10,16 @@ Modes (``CHATKEEP_AUTH``; ``auto``, the default, picks ``jwt`` when a secret or 
   ``CHATKEEP_JWT_USER_CLAIM`` (``sub``). Works with tokens from Auth.js, Clerk, Auth0 or Supabase. A token needs
   an ``exp`` (HS256 tokens without one are accepted only with ``CHATKEEP_JWT_REQUIRE_EXP=false``); ``exp`` and
   ``nbf`` are checked with :data:`LEEWAY_S` of leeway for clocks that disagree.
-* In both modes, server-to-server **API keys** (``CHATKEEP_API_KEYS``: SHA-256 hashes, never the keys) may act for
-  the user named in the ``X-Chatkeep-User`` header: a Next.js (or any) backend calling on behalf of its users.
+* Server-to-server **API keys** (``CHATKEEP_API_KEYS``: SHA-256 hashes, never the keys): ``Authorization: Bearer
+  ck_…`` acts for the user named in the ``X-Chatkeep-User`` header; a Next.js (or any) backend calling on behalf of
+  its users. A deployment only a backend calls needs nothing else.
+
+The invariant: **while any credential is configured, a request without a valid one is a 401**; only with none
+configured is there no authentication, every request acting as the one local user (``CHATKEEP_LOCAL_USER_ID``),
+and ``chatkeep serve`` then refuses to listen beyond loopback unless told ``--allow-unauthenticated``.
+``CHATKEEP_AUTH`` only checks that the configuration is the one intended: ``auto`` (the default) takes whatever is
+configured; ``jwt`` and ``api-keys`` refuse to start without a credential of that kind; ``none`` refuses to start
+with any (a credential that would be ignored is a mistake, not a setting).
 
 Failed authentications that guessing produces (a token whose signature or key is wrong, a malformed token, an
 unknown API key; not an expired token or a missing claim, whose signature is genuine) are counted per client
@@ -41,7 +46,7 @@ from fastapi import Depends, Request
 
 from chatkeep.api.limits import LocalWindow, RateLimiter, RedisWindow
 from chatkeep.chat.redis_link import RedisLink
-from chatkeep.errors import TooManyRequests, Unauthorized
+from chatkeep.errors import InvalidConfiguration, TooManyRequests, Unauthorized
 from chatkeep.settings import Settings
 
 __all__ = [
@@ -99,23 +104,16 @@ class Authenticator:
         self._api_keys = frozenset(h.strip().lower() for h in settings.api_keys if h.strip())
         self._user_header = settings.api_key_user_header
         self._require_exp = settings.jwt_require_exp
-        mode = settings.auth
-        if mode == "auto":
-            mode = "jwt" if (self._secret or self._jwks) else "none"
-        if mode == "jwt" and not (self._secret or self._jwks):
-            raise ValueError("CHATKEEP_AUTH=jwt needs CHATKEEP_JWT_SECRET or CHATKEEP_JWKS_URL")
-        self.mode = mode
+        self._jwt = bool(self._secret or self._jwks)
+        _check_mode(settings, jwt=self._jwt, api_keys=bool(self._api_keys))
+        #: whether callers must present credentials: any is configured (else everyone is the one local user)
+        self.enabled = self._jwt or bool(self._api_keys)
         self._failures: RateLimiter | None = None
         per_minute = settings.auth_failures_per_minute
-        if per_minute and (self.enabled or self._api_keys):
+        if per_minute and self.enabled:
             self._failures = RedisWindow(redis, per_minute) if redis is not None else LocalWindow(per_minute)
         #: address → when its block ends (``time.time()``): this process refuses it without asking the window
         self._blocked: dict[str, float] = {}
-
-    @property
-    def enabled(self) -> bool:
-        """Whether callers must present credentials (anything but the single local user)."""
-        return self.mode != "none"
 
     async def user_id(
         self, authorization: str | None, acting_for: str | None = None, *, client: str | None = None
@@ -148,13 +146,15 @@ class Authenticator:
             raise _too_many_failures(until) from None
 
     async def _user_id(self, authorization: str | None, acting_for: str | None) -> str:
-        token = _bearer(authorization)
-        if token is not None and token.startswith(API_KEY_PREFIX) and self._api_keys:
-            return self._api_key_user(token, acting_for)
-        if self.mode == "none":
+        if not self.enabled:
             return self._local_user
+        token = _bearer(authorization)
         if token is None:
             raise Unauthorized("Send 'Authorization: Bearer <token>'.")
+        if token.startswith(API_KEY_PREFIX) and self._api_keys:
+            return self._api_key_user(token, acting_for)
+        if not self._jwt:
+            raise _NotGenuine("Only API keys are accepted here: send 'Authorization: Bearer ck_…'.")
         claims = await self._verify(token)
         subject = claims.get(self._claim)
         if not isinstance(subject, str) or not subject or len(subject) > 255 or "\x00" in subject:
@@ -210,6 +210,29 @@ class Authenticator:
         except (jwt.PyJWTError, jwt.PyJWKClientError):
             raise _NotGenuine("The token is not valid.") from None
         raise _NotGenuine(f"Tokens signed with {algorithm!r} are not accepted here.")
+
+
+def _check_mode(settings: Settings, *, jwt: bool, api_keys: bool) -> None:
+    """Refuse a ``CHATKEEP_AUTH`` that the credentials configured contradict (see the module docstring)."""
+    mode = settings.auth
+    if mode == "jwt" and not jwt:
+        raise InvalidConfiguration("CHATKEEP_AUTH=jwt needs CHATKEEP_JWT_SECRET or CHATKEEP_JWKS_URL")
+    if mode == "api-keys" and not api_keys:
+        raise InvalidConfiguration("CHATKEEP_AUTH=api-keys needs CHATKEEP_API_KEYS (make one with 'chatkeep keys new')")
+    if mode == "none" and (jwt or api_keys):
+        configured = [
+            name
+            for name, value in [
+                ("CHATKEEP_JWT_SECRET", settings.jwt_secret),
+                ("CHATKEEP_JWKS_URL", settings.jwks_url),
+                ("CHATKEEP_API_KEYS", api_keys),
+            ]
+            if value
+        ]
+        raise InvalidConfiguration(
+            f"CHATKEEP_AUTH=none, but credentials are configured ({', '.join(configured)}) that no request would "
+            "need: unset them, or unset CHATKEEP_AUTH to require them"
+        )
 
 
 def _bearer(authorization: str | None) -> str | None:

@@ -15,9 +15,10 @@ could read or write that user's chats:
   (``localhost``, ``127.0.0.1``, ``::1``), the address the request reached the server on (the ``--host`` it listens
   on, or, listening on all addresses, the one a client used), and the names in ``CHATKEEP_ALLOWED_HOSTS``.
 
-With authentication, a request carries its credentials in a header no other page can make a browser send, so there
-is no origin check; the host check applies once ``CHATKEEP_ALLOWED_HOSTS`` is set (as in Django or Rails, it then
-also guards a deployment against a forged ``Host``).
+With authentication (any credential configured, JWTs or API keys: ``Authenticator.enabled``), a request carries its
+credentials in a header no other page can make a browser send, so there is no origin check; the host check applies
+once ``CHATKEEP_ALLOWED_HOSTS`` is set (as in Django or Rails, it then also guards a deployment against a forged
+``Host``).
 
 Only :func:`create_app`'s service installs this (outside everything but the ``nosniff`` header, so it covers the
 page, the docs and the API); routers mounted into a host app with ``include_chatkeep`` leave the host app's edge

@@ -19,11 +19,13 @@ export function ConfirmDialog({
 }) {
   const id = useId();
   const dialog = useRef<HTMLDialogElement>(null);
+  const cancel = useRef<HTMLButtonElement>(null);
   // A layout effect: its clean-up runs before React removes the element, so close() hands focus back.
   useLayoutEffect(() => {
     const element = dialog.current;
     if (!element) return;
     element.showModal();
+    cancel.current?.focus();
     return () => element.close();
   }, []);
   return (
@@ -51,7 +53,7 @@ export function ConfirmDialog({
         <h2 id={`${id}-title`}>{title}</h2>
         <p id={`${id}-text`}>{children}</p>
         <div className="confirm-actions">
-          <button type="button" className="btn" data-testid="confirm-cancel" autoFocus onClick={onCancel}>
+          <button type="button" className="btn" data-testid="confirm-cancel" ref={cancel} onClick={onCancel}>
             Cancel
           </button>
           <button type="button" className="btn btn-danger" data-testid="confirm-accept" onClick={onConfirm}>

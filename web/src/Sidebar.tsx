@@ -163,6 +163,18 @@ function ThreadItem({
               {label}
             </span>
           </a>
+          {/* Before the actions it shows, so Tab goes from it into them. */}
+          <button
+            type="button"
+            className="icon-btn thread-more"
+            data-testid="thread-more"
+            aria-label={`Actions for “${label}”`}
+            aria-expanded={actionsOpen}
+            title="More"
+            onClick={() => setActionsOpen((open) => !open)}
+          >
+            <MoreIcon />
+          </button>
           <div className="thread-actions">
             <button
               type="button"
@@ -211,17 +223,6 @@ function ThreadItem({
               <TrashIcon />
             </button>
           </div>
-          <button
-            type="button"
-            className="icon-btn thread-more"
-            data-testid="thread-more"
-            aria-label={`Actions for “${label}”`}
-            aria-expanded={actionsOpen}
-            title="More"
-            onClick={() => setActionsOpen((open) => !open)}
-          >
-            <MoreIcon />
-          </button>
         </>
       )}
     </li>

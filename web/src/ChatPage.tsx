@@ -444,7 +444,7 @@ function ChatSession({
               <h1>What can I help with?</h1>
               <p className="muted">Ask anything. Your chats are kept on this chatkeep server.</p>
               {suggestions.length > 0 ? (
-                <div className="suggestions" aria-label="Try one of these">
+                <div className="suggestions" role="group" aria-label="Try one of these">
                   {suggestions.map((suggestion, index) => (
                     <button
                       key={index}

@@ -248,6 +248,8 @@ export function Sidebar({
   const archived = threads.filter((t) => t.status === "archived");
   const activeIsArchived = archived.some((t) => t.id === activeId);
   const [archivedOpen, setArchivedOpen] = useState(false);
+  // The thread whose deletion waits for a yes.
+  const [deleting, setDeleting] = useState<Thread | null>(null);
   useEffect(() => {
     if (activeIsArchived) setArchivedOpen(true);
   }, [activeIsArchived]);
@@ -266,9 +268,6 @@ export function Sidebar({
     if (archive) setArchivedOpen(true);
     await onArchive(id, archive);
   };
-
-  // The thread whose deletion waits for a yes.
-  const [deleting, setDeleting] = useState<Thread | null>(null);
 
   const item = (thread: Thread) => (
     <ThreadItem

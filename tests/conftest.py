@@ -31,6 +31,9 @@ from chatkeep.store import SYSTEM, ChatStore, set_caller
 from chatkeep.store.migrate import upgrade
 from tests._pg import postgres_server
 
+# The browser tests' fixtures (web, chromium, browser, context, page), shared by tests/test_web*.py.
+pytest_plugins = ["tests._browser"]
+
 JWT_SECRET = "test-secret-that-is-long-enough-for-hs256"
 #: the PostgreSQL role chatkeep connects as in the tests: an ordinary one, so row-level security binds it
 APP_ROLE = "chatkeep_app"

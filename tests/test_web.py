@@ -8,7 +8,7 @@ import asyncio
 import re
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -17,96 +17,32 @@ from typing import Any
 import httpx
 import jwt
 import pytest
-from playwright.async_api import (
-    Browser,
-    BrowserContext,
-    Dialog,
-    FilePayload,
-    Locator,
-    Page,
-    Route,
-    ViewportSize,
-    async_playwright,
-    expect,
-)
+from playwright.async_api import Browser, BrowserContext, Dialog, FilePayload, Page, Route, expect
 
 from chatkeep.api.app import create_app
 from chatkeep.settings import Settings
+from tests._browser import (
+    DESKTOP,
+    PHONE,
+    SECRET,
+    assistant,
+    assistant_message,
+    last_reply_text,
+    send,
+    shot,
+    stored_thread,
+    text_part,
+    user_message,
+)
 from tests._server import Server, free_port, running_server
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-SHOTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "screenshots"
-DESKTOP: ViewportSize = {"width": 1280, "height": 800}
-PHONE: ViewportSize = {"width": 390, "height": 844}
-SECRET = "a-secret-for-the-browser-tests-only"
 # A 1x1 PNG.
 PNG = bytes.fromhex(
     "89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c4890000000d49444154789c6360f8cfc0"
     "f01f0005000201e221bc330000000049454e44ae426082"
 )
-
-
-@pytest.fixture(scope="module")
-def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    database = f"sqlite:///{tmp_path_factory.mktemp('web') / 'web.db'}"
-    with running_server(database, env={"CHATKEEP_DEMO_DELAY_MS": "15"}) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def chromium() -> str:
-    if not Path(CHROMIUM).exists():
-        pytest.fail("Debian's chromium is missing: apt-get install chromium (scripts/test does it)")
-    return CHROMIUM
-
-
-@pytest.fixture(scope="module")
-async def browser(chromium: str) -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(
-            executable_path=chromium,
-            args=[
-                "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            ],
-        )  # fmt: skip
-        yield launched
-        await launched.close()
-
-
-@pytest.fixture
-async def context(browser: Browser) -> AsyncIterator[BrowserContext]:
-    ctx = await browser.new_context(viewport=DESKTOP)
-    yield ctx
-    await ctx.close()
-
-
-@pytest.fixture
-async def page(context: BrowserContext) -> AsyncIterator[Page]:
-    p = await context.new_page()
-    p.set_default_timeout(15_000)
-    yield p
-
-
-async def shot(page: Page, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    await page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=False)
-
-
-def assistant(page: Page) -> Locator:
-    return page.locator('[data-testid="message"][data-role="assistant"]')
-
-
-async def send(page: Page, text: str) -> None:
-    composer = page.get_by_test_id("composer")
-    await composer.fill(text)
-    await composer.press("Enter")
-
-
-def last_reply_text(page: Page) -> Locator:
-    return page.locator('[data-testid="message"][data-role="assistant"]').last.get_by_test_id("message-text")
 
 
 async def test_send_see_the_streamed_reply_and_reload(page: Page, web: Server) -> None:
@@ -252,7 +188,8 @@ async def test_an_error_keeps_what_was_typed(page: Page, web: Server) -> None:
 
 
 async def test_rename_archive_unarchive_and_delete_a_thread(page: Page, web: Server) -> None:
-    page.on("dialog", lambda dialog: dialog.accept())
+    browser_dialogs: list[str] = []
+    page.on("dialog", lambda dialog: browser_dialogs.append(dialog.message))
     await page.goto(web.url + "/")
     await send(page, "a thread to manage")
     await expect(last_reply_text(page)).to_have_text("You said: a thread to manage")
@@ -268,11 +205,14 @@ async def test_rename_archive_unarchive_and_delete_a_thread(page: Page, web: Ser
     await item.hover()
     await item.get_by_test_id("thread-archive").click()
     await expect(page.get_by_test_id("thread-unarchive")).to_have_count(1)
+    await item.hover()
     await page.get_by_test_id("thread-unarchive").click()
     await expect(item.get_by_test_id("thread-archive")).to_have_count(1)
     await item.hover()
     await item.get_by_test_id("thread-delete").click()
+    await page.get_by_test_id("confirm-accept").click()
     await expect(page.locator(f'[data-thread-id="{thread_id}"]')).to_have_count(0)
+    assert browser_dialogs == []
     await page.goto(web.url + f"/chat/{thread_id}")
     await expect(page.get_by_text("does not exist")).to_be_visible()
 
@@ -370,34 +310,6 @@ def image_server() -> Iterator[tuple[str, list[str]]]:
     finally:
         server.shutdown()
         server.server_close()
-
-
-async def stored_thread(server: Server, *messages: dict[str, Any]) -> str:
-    """A thread holding these UIMessages (ai-sdk/v6 content), stored through the history API, each a child of the
-    one before."""
-    async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
-        response = await client.post("/api/threads")
-        assert response.status_code == 201, response.text
-        thread_id: str = response.json()["id"]
-        parent = None
-        for number, content in enumerate(messages):
-            row = {"id": f"m{number}", "parent_id": parent, "format": "ai-sdk/v6", "content": content}
-            response = await client.post(f"/api/threads/{thread_id}/messages", json=row)
-            assert response.status_code == 204, response.text
-            parent = row["id"]
-    return thread_id
-
-
-def user_message(*parts: dict[str, Any]) -> dict[str, Any]:
-    return {"role": "user", "parts": list(parts)}
-
-
-def assistant_message(*parts: dict[str, Any]) -> dict[str, Any]:
-    return {"role": "assistant", "parts": [{"type": "step-start"}, *parts]}
-
-
-def text_part(text: str) -> dict[str, Any]:
-    return {"type": "text", "text": text, "state": "done"}
 
 
 def image_part(url: str) -> dict[str, Any]:

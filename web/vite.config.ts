@@ -33,7 +33,9 @@ export default defineConfig({
             { name: "jitless", test: /[\\/]src[\\/]jitless\.ts$/ },
             { name: "react", test: /[\\/]node_modules[\\/](react|react-dom|scheduler)[\\/]/ },
             { name: "ai-sdk", test: /[\\/]node_modules[\\/](ai|@ai-sdk|@standard-schema|zod|eventsource-parser|swr|throttleit|use-sync-external-store|dequal)[\\/]/ },
-            { name: "markdown", test: /[\\/]node_modules[\\/]/ },
+            // All but the highlighter, which stays in the chunk loaded on demand, when the first code block naming
+            // a language shows (src/highlight.ts).
+            { name: "markdown", test: /[\\/]node_modules[\\/](?!lowlight[\\/]|highlight\.js[\\/])/ },
           ],
         },
       },

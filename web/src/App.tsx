@@ -235,6 +235,13 @@ export function App() {
     [refresh, report, navigate, route.threadId],
   );
 
+  // Forget the token, then start afresh at `/`: nothing of this user's stays in the page, and the server says
+  // whether it needs a sign-in (it then shows how).
+  const signOut = useCallback(() => {
+    setToken(null);
+    window.location.assign("/");
+  }, []);
+
   const current = threads.find((t) => t.id === route.threadId);
   const title = route.isNew ? UNTITLED : (current?.title ?? (current ? UNTITLED : ""));
 
@@ -269,6 +276,7 @@ export function App() {
         onRename={onRename}
         onArchive={onArchive}
         onDelete={onDelete}
+        onSignOut={getToken() === null ? null : signOut}
       />
       <main className="main">
         <header className="topbar">

@@ -20,6 +20,8 @@ import {
   updateThread,
 } from "./api";
 import { Composer, type ComposerHandle } from "./Composer";
+import { suggestions } from "./config";
+import { ArrowDownIcon } from "./icons";
 import { ScrollRoot } from "./Markdown";
 import { Message, messageText } from "./Message";
 import { buildTree, emptyTree, type MessageTree, newestDescendant } from "./tree";
@@ -226,7 +228,7 @@ function ChatSession({
     }
   }, [status, chat]);
 
-  // ---- scrolling: follow the reply while the reader is at the bottom
+  // ---- scrolling: follow the reply while the reader is at the bottom; away from it, offer a way back
   const scroller = useRef<HTMLDivElement | null>(null);
   const [scrollRoot, setScrollRoot] = useState<HTMLDivElement | null>(null);
   const setScroller = useCallback((el: HTMLDivElement | null) => {
@@ -234,37 +236,49 @@ function ChatSession({
     setScrollRoot(el);
   }, []);
   const atBottom = useRef(true);
-  useLayoutEffect(() => {
+  const [contentBelow, setContentBelow] = useState(false);
+  // Called whenever the content or the scroll position changes: at the bottom, stay there; else say so.
+  const follow = useCallback(() => {
     const el = scroller.current;
-    if (el && atBottom.current) el.scrollTop = el.scrollHeight;
-  }, [messages, status]);
+    if (!el) return;
+    if (atBottom.current) el.scrollTop = el.scrollHeight;
+    setContentBelow(!atBottom.current && el.scrollHeight - el.scrollTop - el.clientHeight >= 1);
+  }, []);
+  useLayoutEffect(follow, [messages, status, follow]);
   // Content that grows by itself (a long message's chunks rendering, an image loading) keeps the reader at the
   // bottom too.
   useEffect(() => {
     const el = scrollRoot;
     const content = el?.firstElementChild;
     if (!el || !content) return;
-    const observer = new ResizeObserver(() => {
-      if (atBottom.current) el.scrollTop = el.scrollHeight;
-    });
+    const observer = new ResizeObserver(follow);
     observer.observe(content);
     return () => observer.disconnect();
-  }, [scrollRoot]);
+  }, [scrollRoot, follow]);
   const onScroll = () => {
     const el = scroller.current;
     if (el) atBottom.current = el.scrollHeight - el.scrollTop - el.clientHeight < 80;
+    follow();
+  };
+  const toBottom = () => {
+    atBottom.current = true;
+    follow();
   };
 
   // ---- actions
 
-  const send = async () => {
+  const send = () => {
     const text = draft.trim();
     const attached = files;
     if (!text && attached.length === 0) return;
-    const last = chat.messages.at(-1);
-    const replaceFailed = chat.status === "error" && last?.role === "user" ? last.id : undefined;
     setDraft("");
     setFiles([]);
+    void submit(text, attached);
+  };
+
+  const submit = async (text: string, attached: File[]) => {
+    const last = chat.messages.at(-1);
+    const replaceFailed = chat.status === "error" && last?.role === "user" ? last.id : undefined;
     setNotice(null);
     restored.current = null;
     lastSent.current = { text, files: attached };
@@ -429,6 +443,23 @@ function ChatSession({
             <div className="empty" data-testid="empty-chat">
               <h1>What can I help with?</h1>
               <p className="muted">Ask anything. Your chats are kept on this chatkeep server.</p>
+              {suggestions.length > 0 ? (
+                <div className="suggestions" role="group" aria-label="Try one of these">
+                  {suggestions.map((suggestion, index) => (
+                    <button
+                      key={index}
+                      type="button"
+                      className="suggestion"
+                      data-testid="suggestion"
+                      disabled={busy}
+                      onClick={() => void submit(suggestion.prompt, [])}
+                    >
+                      <span className="suggestion-label">{suggestion.label}</span>
+                      <span className="suggestion-prompt">{suggestion.prompt.replace(/\s+/g, " ")}</span>
+                    </button>
+                  ))}
+                </div>
+              ) : null}
             </div>
           ) : null}
           <ScrollRoot value={scrollRoot}>
@@ -460,6 +491,18 @@ function ChatSession({
         </div>
       </div>
       <div className="composer-area">
+        {contentBelow ? (
+          <button
+            type="button"
+            className="icon-btn scroll-bottom"
+            data-testid="scroll-bottom"
+            aria-label="Scroll to the latest message"
+            title="Scroll to the latest message"
+            onClick={toBottom}
+          >
+            <ArrowDownIcon />
+          </button>
+        ) : null}
         {bannerText ? (
           <div className="error-banner" role="alert" data-testid="error-banner">
             <span className="error-text">{bannerText}</span>
@@ -493,7 +536,7 @@ function ChatSession({
           busy={requesting}
           disabled={switching}
           stopping={stopping}
-          onSend={() => void send()}
+          onSend={send}
           onStop={() => void stopReply()}
         />
         <div className="composer-hint muted">Enter to send · Shift+Enter for a new line</div>

@@ -47,11 +47,45 @@ function codeLanguage(node: unknown): string | null {
   return null;
 }
 
+type Highlighter = typeof import("./highlight");
+let highlighter: Highlighter | null = null;
+let loadingHighlighter: Promise<Highlighter> | null = null;
+
+/** The highlighter once it is loaded; `wanted` loads it (once for the page, in a chunk of its own). */
+function useHighlighter(wanted: boolean): Highlighter | null {
+  const [loaded, setLoaded] = useState(highlighter);
+  useEffect(() => {
+    if (!wanted || loaded) return;
+    let live = true;
+    loadingHighlighter ??= import("./highlight").then(
+      (module) => (highlighter = module),
+      (error: unknown) => {
+        loadingHighlighter = null; // try again with the next code block
+        throw error;
+      },
+    );
+    loadingHighlighter.then(
+      (module) => live && setLoaded(module),
+      () => {}, // the code stays plain
+    );
+    return () => {
+      live = false;
+    };
+  }, [wanted, loaded]);
+  return loaded;
+}
+
+/** A fenced code block: highlighted when its fence names a language the highlighter knows (no guessing: an
+ * unnamed or unknown language stays plain), with a copy button. Blocks are bounded in size (blocks.ts), and a
+ * streaming one is highlighted again at most once a frame, as its text changes. */
 function CodeBlock({ node, children }: { node?: unknown; children?: ReactNode }) {
   const [copied, setCopied] = useState(false);
   const language = codeLanguage(node);
+  const code = nodeText(node);
+  const hl = useHighlighter(language !== null);
+  const tokens = useMemo(() => (hl && language ? hl.highlight(code, language) : null), [hl, code, language]);
   const copy = async () => {
-    if (await copyText(nodeText(node).replace(/\n$/, ""))) {
+    if (await copyText(code.replace(/\n$/, ""))) {
       setCopied(true);
       window.setTimeout(() => setCopied(false), 1500);
     }
@@ -65,7 +99,7 @@ function CodeBlock({ node, children }: { node?: unknown; children?: ReactNode })
           <span>{copied ? "Copied" : "Copy"}</span>
         </button>
       </div>
-      <pre>{children}</pre>
+      <pre>{tokens ? <code className={`hljs language-${language}`}>{tokens}</code> : children}</pre>
     </div>
   );
 }

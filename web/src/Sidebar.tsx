@@ -1,9 +1,15 @@
 // The thread list: new chat, the regular threads grouped by date, the archived ones in a collapsible section;
-// rename inline, archive/unarchive, delete after the browser's confirm(). On phones it is a drawer.
+// rename inline, archive/unarchive, delete after an in-page confirmation; sign out when a token is kept. On phones
+// it is a drawer.
+//
+// A row's title has the row's whole width: its actions (rename, archive, delete) show over its end only on hover or
+// keyboard focus, and are not there (not clickable, not focusable) otherwise. Where there is no hover (touch
+// screens) or no room (below 768 px), a single "more" button per row shows them.
 
 import { useEffect, useRef, useState } from "react";
 import type { Thread } from "./api";
-import { ArchiveIcon, PencilIcon, PlusIcon, TrashIcon, UnarchiveIcon, XIcon } from "./icons";
+import { ConfirmDialog } from "./ConfirmDialog";
+import { ArchiveIcon, MoreIcon, PencilIcon, PlusIcon, SignOutIcon, TrashIcon, UnarchiveIcon, XIcon } from "./icons";
 
 export const UNTITLED = "New chat";
 
@@ -20,6 +26,8 @@ interface SidebarProps {
   onRename: (id: string, title: string) => Promise<void>;
   onArchive: (id: string, archived: boolean) => Promise<void>;
   onDelete: (id: string) => Promise<void>;
+  /** set when this browser keeps a sign-in token: forget it */
+  onSignOut: (() => void) | null;
 }
 
 function dayGroup(iso: string, now: Date): string {
@@ -37,6 +45,7 @@ function dayGroup(iso: string, now: Date): string {
 function ThreadItem({
   thread,
   active,
+  confirming,
   onSelect,
   onRename,
   onArchive,
@@ -44,13 +53,19 @@ function ThreadItem({
 }: {
   thread: Thread;
   active: boolean;
+  /** its deletion is being asked: its actions stay shown, so focus can come back to them */
+  confirming: boolean;
   onSelect: (id: string) => void;
   onRename: (id: string, title: string) => Promise<void>;
   onArchive: (id: string, archived: boolean) => Promise<void>;
   onAskDelete: (thread: Thread) => void;
 }) {
+  const label = thread.title || UNTITLED;
   const [renaming, setRenaming] = useState(false);
-  const [title, setTitle] = useState(thread.title ?? "");
+  const [title, setTitle] = useState(label);
+  // The actions, opened with the "more" button (touch screens and narrow windows).
+  const [actionsOpen, setActionsOpen] = useState(false);
+  const row = useRef<HTMLLIElement>(null);
   const input = useRef<HTMLInputElement>(null);
   const saving = useRef(false);
 
@@ -61,10 +76,21 @@ function ThreadItem({
     }
   }, [renaming]);
 
+  // Open actions close on a tap or click anywhere else (but in the confirmation they opened).
+  useEffect(() => {
+    if (!actionsOpen || confirming) return;
+    const onPointerDown = (e: PointerEvent) => {
+      if (!row.current?.contains(e.target as Node)) setActionsOpen(false);
+    };
+    document.addEventListener("pointerdown", onPointerDown);
+    return () => document.removeEventListener("pointerdown", onPointerDown);
+  }, [actionsOpen, confirming]);
+
   const finishRename = async (save: boolean) => {
     if (saving.current) return;
     const next = title.trim();
-    if (save && next && next !== (thread.title ?? "")) {
+    // The box starts with the title shown ("New chat" for an untitled thread): saving it unchanged changes nothing.
+    if (save && next && next !== label) {
       saving.current = true;
       try {
         await onRename(thread.id, next);
@@ -75,14 +101,27 @@ function ThreadItem({
     setRenaming(false);
   };
 
+  const act = (action: () => void) => () => {
+    setActionsOpen(false);
+    action();
+  };
+
   const archived = thread.status === "archived";
-  const label = thread.title || UNTITLED;
   return (
     <li
-      className={`thread${active ? " thread-active" : ""}`}
+      ref={row}
+      className={["thread", active && "thread-active", actionsOpen && "thread-actions-open", confirming && "thread-confirming"]
+        .filter(Boolean)
+        .join(" ")}
       data-testid="thread"
       data-thread-id={thread.id}
       data-status={thread.status}
+      onKeyDown={(e) => {
+        if (e.key === "Escape" && actionsOpen) {
+          e.stopPropagation();
+          setActionsOpen(false);
+        }
+      }}
     >
       {renaming ? (
         <input
@@ -99,79 +138,92 @@ function ThreadItem({
               void finishRename(true);
             } else if (e.key === "Escape") {
               e.preventDefault();
-              setTitle(thread.title ?? "");
+              e.stopPropagation();
+              setTitle(label);
               void finishRename(false);
             }
           }}
           onBlur={() => void finishRename(true)}
         />
       ) : (
-        <a
-          className="thread-link"
-          href={`/chat/${encodeURIComponent(thread.id)}`}
-          aria-current={active ? "page" : undefined}
-          title={label}
-          data-testid="thread-link"
-          onClick={(e) => {
-            if (e.metaKey || e.ctrlKey || e.shiftKey || e.button !== 0) return;
-            e.preventDefault();
-            onSelect(thread.id);
-          }}
-        >
-          <span className="thread-title" data-testid="thread-title">
-            {label}
-          </span>
-        </a>
-      )}
-      {renaming ? null : (
-        <div className="thread-actions">
-          <button
-            type="button"
-            className="icon-btn"
-            data-testid="thread-rename"
-            aria-label={`Rename “${label}”`}
-            title="Rename"
-            onClick={() => {
-              setTitle(thread.title ?? "");
-              setRenaming(true);
+        <>
+          <a
+            className="thread-link"
+            href={`/chat/${encodeURIComponent(thread.id)}`}
+            aria-current={active ? "page" : undefined}
+            title={label}
+            data-testid="thread-link"
+            onClick={(e) => {
+              if (e.metaKey || e.ctrlKey || e.shiftKey || e.button !== 0) return;
+              e.preventDefault();
+              onSelect(thread.id);
             }}
           >
-            <PencilIcon />
-          </button>
-          {archived ? (
-            <button
-              type="button"
-              className="icon-btn"
-              data-testid="thread-unarchive"
-              aria-label={`Unarchive “${label}”`}
-              title="Unarchive"
-              onClick={() => void onArchive(thread.id, false)}
-            >
-              <UnarchiveIcon />
-            </button>
-          ) : (
-            <button
-              type="button"
-              className="icon-btn"
-              data-testid="thread-archive"
-              aria-label={`Archive “${label}”`}
-              title="Archive"
-              onClick={() => void onArchive(thread.id, true)}
-            >
-              <ArchiveIcon />
-            </button>
-          )}
+            <span className="thread-title" data-testid="thread-title">
+              {label}
+            </span>
+          </a>
+          {/* Before the actions it shows, so Tab goes from it into them. */}
           <button
             type="button"
-            className="icon-btn icon-btn-danger"
-            data-testid="thread-delete"
-            aria-label={`Delete “${label}”`}
-            title="Delete"
-            onClick={() => onAskDelete(thread)}
+            className="icon-btn thread-more"
+            data-testid="thread-more"
+            aria-label={`Actions for “${label}”`}
+            aria-expanded={actionsOpen}
+            title="More"
+            onClick={() => setActionsOpen((open) => !open)}
           >
-            <TrashIcon />
+            <MoreIcon />
           </button>
-        </div>
+          <div className="thread-actions">
+            <button
+              type="button"
+              className="icon-btn"
+              data-testid="thread-rename"
+              aria-label={`Rename “${label}”`}
+              title="Rename"
+              onClick={act(() => {
+                setTitle(label);
+                setRenaming(true);
+              })}
+            >
+              <PencilIcon />
+            </button>
+            {archived ? (
+              <button
+                type="button"
+                className="icon-btn"
+                data-testid="thread-unarchive"
+                aria-label={`Unarchive “${label}”`}
+                title="Unarchive"
+                onClick={act(() => void onArchive(thread.id, false))}
+              >
+                <UnarchiveIcon />
+              </button>
+            ) : (
+              <button
+                type="button"
+                className="icon-btn"
+                data-testid="thread-archive"
+                aria-label={`Archive “${label}”`}
+                title="Archive"
+                onClick={act(() => void onArchive(thread.id, true))}
+              >
+                <ArchiveIcon />
+              </button>
+            )}
+            <button
+              type="button"
+              className="icon-btn icon-btn-danger"
+              data-testid="thread-delete"
+              aria-label={`Delete “${label}”`}
+              title="Delete"
+              onClick={() => onAskDelete(thread)}
+            >
+              <TrashIcon />
+            </button>
+          </div>
+        </>
       )}
     </li>
   );
@@ -190,11 +242,14 @@ export function Sidebar({
   onRename,
   onArchive,
   onDelete,
+  onSignOut,
 }: SidebarProps) {
   const regular = threads.filter((t) => t.status !== "archived");
   const archived = threads.filter((t) => t.status === "archived");
   const activeIsArchived = archived.some((t) => t.id === activeId);
   const [archivedOpen, setArchivedOpen] = useState(false);
+  // The thread whose deletion waits for a yes.
+  const [deleting, setDeleting] = useState<Thread | null>(null);
   useEffect(() => {
     if (activeIsArchived) setArchivedOpen(true);
   }, [activeIsArchived]);
@@ -214,22 +269,16 @@ export function Sidebar({
     await onArchive(id, archive);
   };
 
-  // The browser's own confirmation: accessible, works the same on phones, and scripted browsers can answer it.
-  const askDelete = (thread: Thread) => {
-    if (window.confirm(`Delete “${thread.title || UNTITLED}” and all its messages? This cannot be undone.`)) {
-      void onDelete(thread.id);
-    }
-  };
-
   const item = (thread: Thread) => (
     <ThreadItem
       key={thread.id}
       thread={thread}
       active={thread.id === activeId}
+      confirming={thread.id === deleting?.id}
       onSelect={onSelect}
       onRename={onRename}
       onArchive={archive}
-      onAskDelete={askDelete}
+      onAskDelete={setDeleting}
     />
   );
 
@@ -282,7 +331,28 @@ export function Sidebar({
             </details>
           ) : null}
         </nav>
+        {onSignOut ? (
+          <div className="sidebar-foot">
+            <button type="button" className="btn btn-sm sign-out" data-testid="sign-out" onClick={onSignOut}>
+              <SignOutIcon />
+              Sign out
+            </button>
+          </div>
+        ) : null}
       </aside>
+      {deleting ? (
+        <ConfirmDialog
+          title="Delete this chat?"
+          confirmLabel="Delete"
+          onCancel={() => setDeleting(null)}
+          onConfirm={() => {
+            setDeleting(null);
+            void onDelete(deleting.id);
+          }}
+        >
+          “{deleting.title || UNTITLED}” and all its messages will be deleted for good. This cannot be undone.
+        </ConfirmDialog>
+      ) : null}
     </>
   );
 }

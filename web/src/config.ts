@@ -12,3 +12,27 @@ const remoteImagesSetting = meta("chatkeep-remote-images");
 
 export const remoteImages: RemoteImages =
   remoteImagesSetting === "always" || remoteImagesSetting === "never" ? remoteImagesSetting : "click";
+
+/** A prompt an empty chat offers: `label` says what it shows, `prompt` is sent as is. */
+export interface Suggestion {
+  label: string;
+  prompt: string;
+}
+
+function parseSuggestions(json: string | null): Suggestion[] {
+  if (!json) return [];
+  try {
+    const parsed: unknown = JSON.parse(json);
+    if (!Array.isArray(parsed)) return [];
+    return parsed.filter(
+      (item): item is Suggestion =>
+        typeof item === "object" && item !== null && typeof item.label === "string" && typeof item.prompt === "string",
+    );
+  } catch {
+    return [];
+  }
+}
+
+/** The model's suggestions (the demo model's are prompts it reacts to; other models offer none unless their code
+ * does), from `<meta name="chatkeep-suggestions">`, a JSON list. */
+export const suggestions: Suggestion[] = parseSuggestions(meta("chatkeep-suggestions"));

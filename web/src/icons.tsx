@@ -122,3 +122,20 @@ export const ImageIcon = () => (
     <path d="m21 15-3.1-3.1a2 2 0 0 0-2.8 0L6 21" />
   </Icon>
 );
+export const MoreIcon = () => (
+  <Icon size={16}>
+    <circle cx="5" cy="12" r="1" />
+    <circle cx="12" cy="12" r="1" />
+    <circle cx="19" cy="12" r="1" />
+  </Icon>
+);
+export const SignOutIcon = () => (
+  <Icon size={15}>
+    <path d="M9 21H5a2 2 0 0 1-2-2V5a2 2 0 0 1 2-2h4M16 17l5-5-5-5M21 12H9" />
+  </Icon>
+);
+export const ArrowDownIcon = () => (
+  <Icon size={18}>
+    <path d="M12 5v14M19 12l-7 7-7-7" />
+  </Icon>
+);

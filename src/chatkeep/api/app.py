@@ -26,6 +26,7 @@ from chatkeep.chat.service import ChatService
 from chatkeep.chat.streams import StreamHub
 from chatkeep.errors import ChatkeepError
 from chatkeep.protocol.stream import StreamFeatures
+from chatkeep.providers.base import prompt_suggestions
 from chatkeep.settings import Settings
 from chatkeep.store import ChatStore
 from chatkeep.store.migrate import upgrade
@@ -196,7 +197,8 @@ def create_app(
             return Response(b'{"status":"degraded","redis":"unavailable"}', media_type="application/json")
         return Response(b'{"status":"ok"}', media_type="application/json")
 
-    mount_web(app, settings)
+    chatkeep: ChatkeepState = app.state.chatkeep
+    mount_web(app, settings, suggestions=prompt_suggestions(chatkeep.chat.model))
     app.add_middleware(NoSniff)
     return app
 

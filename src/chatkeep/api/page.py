@@ -9,6 +9,9 @@ never to show the page inside another site's frame. Every response (the API's JS
 
 from __future__ import annotations
 
+import html
+import json
+from collections.abc import Sequence
 from typing import Literal
 
 from fastapi import FastAPI, Response
@@ -17,6 +20,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from chatkeep.providers.base import PromptSuggestion
 from chatkeep.settings import Settings
 from chatkeep.web import DIST
 
@@ -44,9 +48,10 @@ def content_security_policy(remote_images: Literal["click", "always", "never"]) 
     )
 
 
-def mount_web(app: FastAPI, settings: Settings) -> None:
+def mount_web(app: FastAPI, settings: Settings, *, suggestions: Sequence[PromptSuggestion] = ()) -> None:
     """The chat page at ``/`` (a new chat) and ``/chat/{id}`` (a stored one), with its assets, when the app is
-    built (it is in every release); otherwise ``/`` points at the API docs."""
+    built (it is in every release); otherwise ``/`` points at the API docs. ``suggestions``: the prompts an empty
+    chat offers (the model's, see :func:`chatkeep.providers.base.prompt_suggestions`)."""
     index = DIST / "index.html"
     if not index.is_file():
 
@@ -55,8 +60,11 @@ def mount_web(app: FastAPI, settings: Settings) -> None:
             return RedirectResponse("/docs")
 
         return
-    # The page reads its settings from a <meta> tag: no request before the first render, no inline script.
+    # The page reads its settings from <meta> tags: no request before the first render, no inline script.
     meta = f'<meta name="chatkeep-remote-images" content="{settings.web_remote_images}" />'
+    if suggestions:
+        offered = json.dumps([{"label": s.label, "prompt": s.prompt} for s in suggestions], ensure_ascii=False)
+        meta += f'<meta name="chatkeep-suggestions" content="{html.escape(offered, quote=True)}" />'
     page = index.read_bytes().replace(b"</head>", meta.encode() + b"</head>", 1)
     headers = {
         # The HTML names the hashed assets, so it must never be cached; the assets themselves never change.

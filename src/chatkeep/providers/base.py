@@ -31,6 +31,7 @@ __all__ = [
     "ModelEvent",
     "ModelMessage",
     "ModelRequest",
+    "PromptSuggestion",
     "ReasoningContent",
     "ReasoningDelta",
     "ReasoningEnd",
@@ -46,8 +47,10 @@ __all__ = [
     "ToolInputStart",
     "ToolResult",
     "ToolResultContent",
+    "SuggestsPrompts",
     "ToolSpec",
     "Usage",
+    "prompt_suggestions",
 ]
 
 FinishReason: TypeAlias = Literal["stop", "length", "content-filter", "tool-calls", "error", "other"]
@@ -273,3 +276,26 @@ class Model(Protocol):
     def stream(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
         """Run one step of the model on ``request``; see the module docstring for the event rules."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class PromptSuggestion:
+    """A prompt to try, offered in an empty chat: ``label`` says in a few words what it shows, ``prompt`` is what
+    is sent (as is) when it is picked."""
+
+    label: str
+    prompt: str
+
+
+@runtime_checkable
+class SuggestsPrompts(Protocol):
+    """Optional for a model: prompts the chat page offers a first-time user in an empty chat. A model without
+    ``suggestions`` offers none (a real model answers anything; what to ask is its deployer's business)."""
+
+    @property
+    def suggestions(self) -> Sequence[PromptSuggestion]: ...
+
+
+def prompt_suggestions(model: Model) -> tuple[PromptSuggestion, ...]:
+    """The prompts ``model`` offers to try: its ``suggestions``, or none."""
+    return tuple(model.suggestions) if isinstance(model, SuggestsPrompts) else ()

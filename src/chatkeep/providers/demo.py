@@ -12,6 +12,10 @@ Its behaviour, decided from the latest user message (case-insensitive):
 * otherwise it answers ``You said: <text>``, streamed word by word.
 
 Each chunk waits ``delay_ms`` (``CHATKEEP_DEMO_DELAY_MS``, default 15) first, so streaming is visible.
+
+Its ``suggestions`` (which the chat page offers in an empty chat) are prompts that set off these behaviours: a
+tool call, reasoning with a source, Markdown with code echoed back, a long streamed reply; a test checks that each
+still does what its label says.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from chatkeep.providers.base import (
     ModelEvent,
     ModelMessage,
     ModelRequest,
+    PromptSuggestion,
     ReasoningDelta,
     ReasoningEnd,
     ReasoningStart,
@@ -46,6 +51,17 @@ _WEATHER = re.compile(r"weather in ([^\W\d_][\w'.\- ]*?)\s*(?:[?!.,;:]|$)", re.I
 _COUNT = re.compile(r"count to (\d+)", re.IGNORECASE)
 MAX_COUNT = 100_000
 
+SUGGESTIONS = (
+    PromptSuggestion("Call a tool", "What is the weather in Paris?"),
+    PromptSuggestion("Think, then cite a source", "Think it over, then give me a source."),
+    PromptSuggestion(
+        "Render Markdown and code",
+        "Show me some Markdown:\n\n- **bold**, *italic* and `inline code`\n- a [link](https://example.com)\n\n"
+        '```python\ndef greet(name: str) -> str:\n    return f"Hello, {name}!"\n```',
+    ),
+    PromptSuggestion("Stream a long reply", "Count to 300"),
+)
+
 
 class DemoModel:
     """See the module docstring. ``delay_ms`` is the wait before each chunk."""
@@ -56,6 +72,10 @@ class DemoModel:
     @property
     def name(self) -> str:
         return "demo"
+
+    @property
+    def suggestions(self) -> Sequence[PromptSuggestion]:
+        return SUGGESTIONS
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
         prompt = _latest_user_text(request.messages)

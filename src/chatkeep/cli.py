@@ -70,25 +70,36 @@ def main() -> None:
 @click.option(
     "--allow-unauthenticated", is_flag=True, help="Listen beyond loopback with no authentication (not recommended)."
 )
+@click.option(
+    "--tune-gc/--no-tune-gc",
+    default=None,
+    help="Tune the garbage collector for a long-running service (default: on; CHATKEEP_TUNE_GC).",
+)
 def serve(
-    host: str, port: int, database_url: str | None, model: str | None, no_migrate: bool, allow_unauthenticated: bool
+    host: str,
+    port: int,
+    database_url: str | None,
+    model: str | None,
+    no_migrate: bool,
+    allow_unauthenticated: bool,
+    tune_gc: bool | None,
 ) -> None:
     """Run the HTTP service."""
     import uvicorn
 
-    from chatkeep.api import create_app
     from chatkeep.api.auth import Authenticator
-    from chatkeep.api.server import bounded_http_protocol
+    from chatkeep.api.server import bounded_http_protocol, served_app
 
     settings = _settings(
         database_url=database_url,
         model=model,
         migrate_on_start=False if no_migrate else None,
         allow_unauthenticated=True if allow_unauthenticated else None,
+        tune_gc=tune_gc,
     )
     try:
         authenticator = Authenticator(settings)
-        app = create_app(settings)
+        app = served_app(settings)
     except (ChatkeepError, ValueError) as exc:
         raise click.ClickException(getattr(exc, "message", str(exc))) from exc
     if not authenticator.enabled and not _is_loopback(host) and not settings.allow_unauthenticated:

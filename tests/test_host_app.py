@@ -115,3 +115,24 @@ async def test_a_reply_cut_off_by_a_crash_is_stored_when_the_host_app_starts_aga
             output = restarted.output()
             assert "Application shutdown complete" in output
             assert "Traceback" not in output and "ERROR" not in output
+
+
+async def test_only_serve_tunes_the_garbage_collector(database_url: str) -> None:
+    """``create_app`` and ``include_chatkeep`` leave the process's collector alone; ``chatkeep serve``'s app
+    (``served_app``) tunes it once started, unless ``CHATKEEP_TUNE_GC`` is off."""
+    from chatkeep.api import create_app
+    from chatkeep.api.server import YOUNG_GC_THRESHOLD, served_app
+    from chatkeep.settings import Settings
+
+    threshold = gc.get_threshold()
+    settings = Settings(database_url=database_url, migrate_on_start=False)
+    try:
+        for app in (create_app(settings), served_app(settings.model_copy(update={"tune_gc": False}))):
+            async with app.router.lifespan_context(app):
+                assert (gc.get_threshold(), gc.get_freeze_count()) == (threshold, 0)
+        app = served_app(settings)
+        async with app.router.lifespan_context(app):
+            assert gc.get_threshold()[0] == YOUNG_GC_THRESHOLD and gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*threshold)

@@ -136,3 +136,45 @@ async def test_only_serve_tunes_the_garbage_collector(database_url: str) -> None
     finally:
         gc.unfreeze()
         gc.set_threshold(*threshold)
+
+
+@pytest.mark.parametrize("style", ["lifespan", "on_event"])
+async def test_chatkeep_starts_after_and_stops_before_the_host(style: str, store: ChatStore) -> None:
+    """Whichever way the host app declares its start-up and shutdown, chatkeep's run inside them, with no call of
+    the host's: the host's resources (its store) are there for all of chatkeep's life."""
+    from contextlib import asynccontextmanager
+
+    from chatkeep import include_chatkeep
+    from chatkeep.chat.service import ChatService
+    from chatkeep.providers.demo import DemoModel
+    from chatkeep.settings import Settings
+
+    events: list[str] = []
+
+    class Recorded(ChatService):
+        async def startup(self) -> None:
+            events.append("chatkeep start")
+            await super().startup()
+
+        async def close(self) -> None:
+            await super().close()
+            events.append("chatkeep stop")
+
+    if style == "lifespan":
+
+        @asynccontextmanager
+        async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+            events.append("host start")
+            yield
+            events.append("host stop")
+
+        app = FastAPI(lifespan=lifespan)
+    else:
+        app = FastAPI()
+        with pytest.warns(DeprecationWarning):
+            app.on_event("startup")(lambda: events.append("host start"))
+            app.on_event("shutdown")(lambda: events.append("host stop"))
+    include_chatkeep(app, store, settings=Settings(migrate_on_start=False), chat=Recorded(store, DemoModel()))
+    async with app.router.lifespan_context(app):
+        assert events == ["host start", "chatkeep start"]
+    assert events == ["host start", "chatkeep start", "chatkeep stop", "host stop"]

@@ -61,8 +61,10 @@ def include_chatkeep(
     prefix: str = "/api",
 ) -> None:
     """Mount chatkeep into an existing app: its routes under ``prefix``, its state on ``app.state.chatkeep``, and
-    its start and stop inside the app's lifespan. Nothing else of the app changes: its own routes keep its own
-    error handlers and format (chatkeep's routes answer their errors themselves), and no middleware is added.
+    its start and stop inside the app's lifespan. Nothing else of the app or its process changes: chatkeep's routes
+    answer their errors themselves, in chatkeep's format; the app's own routes, and paths that match no route (under
+    ``prefix`` too, where the app may have routes of its own), keep the app's handlers and format; no middleware is
+    added and the garbage collector is left alone.
 
     Lifecycle, run by the app with no call of yours: chatkeep's router carries a lifespan, which FastAPI runs
     *within* the app's own (after its start-up, before its shutdown), whether the app has a ``lifespan=`` or

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import gc
 import importlib.util
+import itertools
 import re
 import subprocess
 import sys
@@ -62,14 +63,19 @@ def _module(source: str, url: str, tmp_path: Path) -> ModuleType:
     return module
 
 
-def test_every_python_snippet_is_one_of_these() -> None:
-    headings = (
-        "The storage API, without any web layer",
-        "### Your own model, agent and tools",
-        "### Mount the routers",
-    )
-    assert len(_blocks("python")) == len(headings)
-    assert [_python(h) for h in headings] == _blocks("python")
+#: The heading each Python snippet of the README is under, and the test that runs it.
+RUN_BY = {
+    "## Use it as a library": "test_readme.py::test_the_storage_snippet",
+    "### Your own model, agent and tools": "test_readme.py::test_the_own_model_snippet",
+    "### Mount the routers into your FastAPI app, with your own auth": "test_readme.py::test_the_mount_snippet",
+    "### Tools": "test_serve_model_server.py (the module, served with --tools)",
+}
+
+
+def test_every_python_snippet_is_run() -> None:
+    for match in re.finditer(r"^```python\n", README, re.MULTILINE):
+        heading = re.findall(r"^#+ .*$", README[: match.start()], re.MULTILINE)[-1]
+        assert heading in RUN_BY, f"no test runs the Python snippet under {heading!r}: add one"
 
 
 async def test_the_storage_snippet(snippet_url: str) -> None:
@@ -127,12 +133,20 @@ async def test_the_mount_snippet(snippet_url: str, tmp_path: Path) -> None:
         assert (await client.get("/nowhere")).json() == {"detail": "Not Found"}  # the host's format, unchanged
 
 
-def test_shell_snippets_name_the_repositorys_scripts() -> None:
-    commands = [line.split()[0] for block in _blocks("bash") for line in block.splitlines() if line.strip()]
-    assert commands, "the README has shell snippets"
-    for command in commands:
-        script = ROOT / command
-        assert script.is_file() and script.stat().st_mode & 0o111, f"{command} is not an executable script"
+def test_shell_snippets_name_real_scripts_and_options() -> None:
+    """A line of a shell snippet runs one of the repository's scripts, or ``chatkeep`` with options it has."""
+    lines = [line.split() for block in _blocks("bash") for line in block.splitlines() if line.strip()]
+    assert lines, "the README has shell snippets"
+    for words in lines:
+        if words[0] == "chatkeep":
+            path = list(itertools.takewhile(lambda w: re.fullmatch(r"[a-z]+", w), words[1:3]))
+            result = CliRunner().invoke(main, [*path, "--help"])
+            assert result.exit_code == 0, (words, result.output)
+            for option in (w.split("=")[0] for w in words if w.startswith("--")):
+                assert option in result.output, f"{' '.join(words)}: {option} is not an option"
+            continue
+        script = ROOT / words[0]
+        assert script.is_file() and script.stat().st_mode & 0o111, f"{words[0]} is not an executable script"
         subprocess.run(["bash", "-n", str(script)], check=True)
 
 

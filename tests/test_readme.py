@@ -38,8 +38,9 @@ def _blocks(language: str) -> list[str]:
 
 def _python(heading: str) -> str:
     """The Python snippet that follows ``heading`` in the README."""
-    section = README[README.index(heading) :]
-    return re.findall(r"^```python\n(.*?)^```", section, re.DOTALL | re.MULTILINE)[0]
+    snippet = re.search(r"^```python\n(.*?)^```", README[README.index(heading) :], re.DOTALL | re.MULTILINE)
+    assert snippet is not None, heading
+    return snippet.group(1)
 
 
 @pytest.fixture

@@ -178,3 +178,25 @@ async def test_chatkeep_starts_after_and_stops_before_the_host(style: str, store
     async with app.router.lifespan_context(app):
         assert events == ["host start", "chatkeep start"]
     assert events == ["host start", "chatkeep start", "chatkeep stop", "host stop"]
+
+
+async def test_a_host_that_still_starts_and_stops_chatkeep_itself_changes_nothing(store: ChatStore) -> None:
+    """What the README once asked of a host app (``chat.startup()`` and ``chat.close()`` in its lifespan) is now
+    done for it; doing it as well starts nothing twice and stops cleanly."""
+    from contextlib import asynccontextmanager
+
+    from chatkeep import include_chatkeep
+    from chatkeep.settings import Settings
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await app.state.chatkeep.chat.startup()
+        yield
+        await app.state.chatkeep.chat.close()
+
+    app = FastAPI(lifespan=lifespan)
+    include_chatkeep(app, store, settings=Settings(migrate_on_start=False))
+    async with app.router.lifespan_context(app):
+        sweepers = [task for task in asyncio.all_tasks() if "_sweep_loop" in repr(task.get_coro())]
+        assert len(sweepers) == 1
+    assert sweepers[0].done()

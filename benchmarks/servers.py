@@ -3,7 +3,7 @@
 Every server is started the same way, ``python -m uvicorn <module>:<factory> --factory`` with the same flags (one
 process, uvloop, httptools, no access log), so the only difference between chatkeep and a floor is the
 application. chatkeep gets its settings from the environment, like ``chatkeep serve`` (which runs the same
-``create_app`` under ``uvicorn.run``, with an access log line per request on top).
+``served_app`` under ``uvicorn.run``, with an access log line per request on top).
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def chatkeep_spec(database_url: str, user_id: str, **settings: str) -> ServerSpe
         "CHATKEEP_MIGRATE_ON_START": "false",
     }
     env.update({f"CHATKEEP_{key.upper()}": value for key, value in settings.items()})
-    return ServerSpec("chatkeep", "chatkeep.api.app:create_app", env)
+    return ServerSpec("chatkeep", "chatkeep.api.server:served_app", env)
 
 
 @dataclass

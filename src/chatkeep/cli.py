@@ -77,6 +77,11 @@ def main() -> None:
 @click.option(
     "--allow-unauthenticated", is_flag=True, help="Listen beyond loopback with no authentication (not recommended)."
 )
+@click.option(
+    "--tune-gc/--no-tune-gc",
+    default=None,
+    help="Tune the garbage collector for a long-running service (default: on; CHATKEEP_TUNE_GC).",
+)
 def serve(
     host: str,
     port: int,
@@ -85,12 +90,12 @@ def serve(
     tools: str | None,
     no_migrate: bool,
     allow_unauthenticated: bool,
+    tune_gc: bool | None,
 ) -> None:
     """Run the HTTP service."""
     import uvicorn
 
-    from chatkeep.api import create_app
-    from chatkeep.api.server import bounded_http_protocol
+    from chatkeep.api.server import bounded_http_protocol, served_app
 
     settings = _settings(
         database_url=database_url,
@@ -98,13 +103,14 @@ def serve(
         tools=tools,
         migrate_on_start=False if no_migrate else None,
         allow_unauthenticated=True if allow_unauthenticated else None,
+        tune_gc=tune_gc,
     )
     # Tools are imported by path from the current folder too, as uvicorn does for an app ('--app-dir .'): the
     # 'chatkeep' script's own folder, not the current one, is first on sys.path.
     if settings.tools and os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:
-        app = create_app(settings)
+        app = served_app(settings)
     except (ChatkeepError, ValueError) as exc:
         raise click.ClickException(getattr(exc, "message", str(exc))) from exc
     if not app.state.chatkeep.authenticator.enabled and not _is_loopback(host) and not settings.allow_unauthenticated:

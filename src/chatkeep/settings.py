@@ -141,6 +141,11 @@ class Settings(BaseSettings):
     )
     db_pool_size: int = Field(default=20, ge=1, description="Connections kept open to PostgreSQL.")
     migrate_on_start: bool = Field(default=True, description="Bring the schema up to date when the service starts.")
+    tune_gc: bool = Field(
+        default=True,
+        description="'chatkeep serve' only: freeze what start-up built out of the garbage collector's reach and "
+        "collect the young generation every 50,000 allocations (the library never changes the process's collector).",
+    )
 
     @field_validator("tools", "api_keys", "cors_origins", "allowed_hosts", mode="before")
     @classmethod

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import contextlib
-import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import APIRouter, FastAPI, Response
 from fastapi.middleware.cors import CORSMiddleware
+from starlette.types import Lifespan
 
 from chatkeep.api.auth import Authenticator
 from chatkeep.api.deps import ChatkeepState, StoreDep
+from chatkeep.api.docs import mount_docs
 from chatkeep.api.errors import install_error_handlers
 from chatkeep.api.guard import EdgeGuard
 from chatkeep.api.limits import LocalWindow, RateLimiter, RedisWindow
@@ -36,13 +38,12 @@ __all__ = ["create_app", "create_router", "include_chatkeep"]
 
 log = logging.getLogger("chatkeep")
 
-#: Allocations between two collections of the youngest generation, once the service has started (see ``lifespan``).
-_YOUNG_GC_THRESHOLD = 50_000
 
-
-def create_router(*, prefix: str = "/api") -> APIRouter:
-    """All chatkeep routes under ``prefix``: ``/threads…``, ``/threads/{id}/messages…``, ``/chat…``."""
-    router = APIRouter(prefix=prefix)
+def create_router(*, prefix: str = "/api", lifespan: Lifespan[Any] | None = None) -> APIRouter:
+    """All chatkeep routes under ``prefix``: ``/threads…``, ``/threads/{id}/messages…``, ``/chat…``; with
+    ``lifespan``, which an app that includes the router runs within its own (FastAPI nests included routers'
+    lifespans)."""
+    router = APIRouter(prefix=prefix, lifespan=lifespan)
     router.include_router(threads.router)
     router.include_router(history.router)
     router.include_router(chat_routes.router)
@@ -51,29 +52,41 @@ def create_router(*, prefix: str = "/api") -> APIRouter:
 
 def include_chatkeep(
     app: FastAPI,
-    store: ChatStore,
+    store: ChatStore | None = None,
     *,
     settings: Settings | None = None,
     chat: ChatService | None = None,
     prefix: str = "/api",
 ) -> None:
-    """Mount chatkeep into an existing app.
+    """Mount chatkeep into an existing app: its routes under ``prefix``, its state on ``app.state.chatkeep``, and
+    its start and stop inside the app's lifespan. Nothing else of the app or its process changes: chatkeep's routes
+    answer their errors themselves, in chatkeep's format; the app's own routes, and paths that match no route (under
+    ``prefix`` too, where the app may have routes of its own), keep the app's handlers and format; no middleware is
+    added and the garbage collector is left alone.
 
-    Adds the routes under ``prefix`` and chatkeep's error handlers, and keeps ``store`` on ``app.state``. The
-    caller owns the lifecycles: the store's (``await upgrade(store.engine)`` at start, ``await store.close()``
-    at the end), the chat service's (``await chat.startup()``, which closes replies a dead process left
-    unfinished, and ``await chat.close()``, which lets those still running finish for up to its
-    ``shutdown_grace`` (``settings.shutdown_grace_s`` for the default one) and interrupts the rest) and, with
-    ``settings.redis_url``, Redis's (``await app.state.chatkeep.redis.close()`` after the chat service's). Redis is
-    optional at any time: while it is unavailable chatkeep runs as without it, and ``app.state.chatkeep.degraded``
-    says so.
+    Lifecycle, run by the app with no call of yours: chatkeep's router carries a lifespan, which FastAPI runs
+    *within* the app's own (after its start-up, before its shutdown), whether the app has a ``lifespan=`` or
+    ``on_event`` handlers. On start: the schema is brought up to date (unless ``settings.migrate_on_start`` is off)
+    and the chat service starts (:meth:`ChatService.startup`: replies a dead process left unfinished are stored
+    ``interrupted``, and dead streams keep being watched for). On stop: the replies still being generated may
+    finish for the chat service's ``shutdown_grace`` (``settings.shutdown_grace_s`` for the default one) and the
+    rest are stored ``interrupted`` (:meth:`ChatService.close`), then the Redis link is closed, and the store if
+    chatkeep made it. So a store you pass and close in your own lifespan is still open while chatkeep stops. The
+    lifespan the app has when this is called is the one that runs: give the app its own at construction
+    (``FastAPI(lifespan=…)``), not by replacing ``app.router.lifespan_context`` afterwards, and include chatkeep
+    with this function, not by mounting a ``create_app()`` app (a mounted app's lifespan never runs).
 
-    ``chat`` answers ``POST /api/chat``: by default the model named in ``settings.model`` with the tools of
-    ``settings.tools`` (the demo model also has its own); pass a :class:`ChatService` with your own model and tools.
-    Plug in your own authentication with
+    ``store``: yours (you close it), or ``None`` for one made from ``settings.database_url`` and closed by
+    chatkeep. ``chat`` answers ``POST /api/chat``: by default the model named in ``settings.model`` with the tools
+    of ``settings.tools`` (the demo model also has its own); pass a :class:`ChatService` with your own model and
+    tools. Plug in your own authentication with
     ``app.dependency_overrides[chatkeep.api.get_current_user] = your_dependency`` (it returns the user id).
+    Redis (``settings.redis_url``) is optional at any time: while it is unavailable chatkeep runs as without it,
+    and ``app.state.chatkeep.degraded`` says so.
     """
     settings = settings or Settings()
+    owned = store is None
+    store = store or ChatStore.from_url(settings.database_url, pool_size=settings.db_pool_size)
     redis: RedisLink | None = None
     # one link for whatever uses Redis here: the default chat service's broker, the request limiter and the count
     # of failed authentications
@@ -103,7 +116,7 @@ def include_chatkeep(
             if redis is not None
             else LocalWindow(settings.requests_per_minute)
         )
-    app.state.chatkeep = ChatkeepState(
+    state = ChatkeepState(
         store=store,
         settings=settings,
         authenticator=Authenticator(settings, redis=redis),
@@ -111,6 +124,50 @@ def include_chatkeep(
         limiter=limiter,
         redis=redis,
     )
+    app.state.chatkeep = state
+
+    @asynccontextmanager
+    async def lifespan(_app: Any) -> AsyncIterator[None]:
+        if settings.migrate_on_start:
+            await upgrade(state.store.engine)
+        with contextlib.suppress(ChatkeepError):
+            if await state.store.bypasses_row_security():
+                log.warning(
+                    "connected to PostgreSQL as a superuser or a role with BYPASSRLS: row-level security does not "
+                    "apply, so only chatkeep's own query filters keep users apart; connect as an ordinary role"
+                )
+        await state.chat.startup()
+        try:
+            yield
+        finally:
+            await state.chat.close()
+            if state.redis is not None:
+                await state.redis.close()
+            if owned:
+                await state.store.close()
+
+    app.include_router(create_router(prefix=prefix, lifespan=lifespan))
+
+
+def create_app(
+    settings: Settings | None = None, *, store: ChatStore | None = None, chat: ChatService | None = None
+) -> FastAPI:
+    """The chatkeep service: an app that is all chatkeep's (its error format on every path, the edge guard, health
+    checks, the chat page and the API docs). Without ``store``, one is made from ``settings.database_url`` and
+    closed when the app stops; with ``settings.migrate_on_start``, the schema is brought up to date when it
+    starts (see :func:`include_chatkeep`). It changes nothing outside the app: ``chatkeep serve`` tunes the
+    process's garbage collector itself (:func:`chatkeep.api.server.served_app`)."""
+    settings = settings or Settings()
+    app = FastAPI(
+        title="chatkeep",
+        summary="Keeps AI chat threads and messages; speaks the Vercel AI SDK and assistant-ui wire formats.",
+        version=_version(),
+        docs_url=None,  # served from the package by mount_docs, not from a CDN
+        redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
+    )
+    include_chatkeep(app, store, settings=settings, chat=chat)
+    install_error_handlers(app)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -121,58 +178,6 @@ def include_chatkeep(
             expose_headers=["x-next-cursor", "link"],
             max_age=600,
         )
-    app.include_router(create_router(prefix=prefix))
-    install_error_handlers(app)
-
-
-def create_app(
-    settings: Settings | None = None, *, store: ChatStore | None = None, chat: ChatService | None = None
-) -> FastAPI:
-    """The chatkeep service. Without ``store``, one is made from ``settings.database_url`` when the app starts
-    (and migrated, unless ``settings.migrate_on_start`` is off) and closed when it stops."""
-    settings = settings or Settings()
-    owned = store is None
-    the_store = store or ChatStore.from_url(settings.database_url, pool_size=settings.db_pool_size)
-
-    @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        if settings.migrate_on_start:
-            await upgrade(the_store.engine)
-        with contextlib.suppress(ChatkeepError):
-            if await the_store.bypasses_row_security():
-                log.warning(
-                    "connected to PostgreSQL as a superuser or a role with BYPASSRLS: row-level security does not "
-                    "apply, so only chatkeep's own query filters keep users apart; connect as an ordinary role"
-                )
-        state: ChatkeepState = app.state.chatkeep
-        service = state.chat
-        await service.startup()
-        # What start-up built (modules, the app, the models' schemas) lives as long as the process: keep it out of
-        # the garbage collector's full collections, which otherwise rescan those 100,000+ objects every few
-        # hundred requests (milliseconds each, on the request that triggers one).
-        gc.freeze()
-        # And collect the young generation every 50,000 allocations instead of CPython's 700: a request builds its
-        # objects (rows, parts, chunks) and drops them itself, so each young collection mostly rescans live objects
-        # and promotes them to be rescanned again. Loading a 10,000-message thread spent a third of its time there
-        # (59 ms of GC); now half as much. Older generations keep CPython's thresholds.
-        _, older, oldest = gc.get_threshold()
-        gc.set_threshold(_YOUNG_GC_THRESHOLD, older, oldest)
-        try:
-            yield
-        finally:
-            await service.close()
-            if state.redis is not None:
-                await state.redis.close()
-            if owned:
-                await the_store.close()
-
-    app = FastAPI(
-        title="chatkeep",
-        summary="Keeps AI chat threads and messages; speaks the Vercel AI SDK and assistant-ui wire formats.",
-        version=_version(),
-        lifespan=lifespan,
-    )
-    include_chatkeep(app, the_store, settings=settings, chat=chat)
     # Outermost: which hosts and pages are answered at all (chatkeep.api.guard says why). Without authentication,
     # always; with it, the host check once CHATKEEP_ALLOWED_HOSTS is set.
     open_to_all = not app.state.chatkeep.authenticator.enabled
@@ -197,6 +202,7 @@ def create_app(
             return Response(b'{"status":"degraded","redis":"unavailable"}', media_type="application/json")
         return Response(b'{"status":"ok"}', media_type="application/json")
 
+    mount_docs(app)
     chatkeep: ChatkeepState = app.state.chatkeep
     mount_web(app, settings, suggestions=prompt_suggestions(chatkeep.chat.model))
     app.add_middleware(NoSniff)

@@ -9,6 +9,8 @@ chatkeep's routes only, so mounting the routers changes nothing for the host app
 * ``application/json``, ``*/*+json``, ``text/plain`` or no content type are parsed as JSON; any other
   content type with a body is a 415;
 * with chatkeep's own authentication, a request without valid credentials is a 401 before its body is read;
+* every error is answered in chatkeep's format (:func:`chatkeep.api.errors.error_to_response`), by the route
+  itself, so a host app's own exception handlers and error format stay as they were for its own routes;
 * JSON is parsed by :func:`chatkeep.protocol.strict_json.parse_json` (as ``chatkeep import`` parses its lines):
   no ``NaN``/``Infinity`` (nor a number beyond a double, like ``1e400``), no lone surrogates, nesting bounded (a
   clear 400 rather than a crash); a string with a NUL character is a 422, since no database can store it.
@@ -22,8 +24,11 @@ from typing import Any
 
 from fastapi import HTTPException, Request, Response
 from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Receive, Scope, Send
 
 from chatkeep.api.auth import get_current_user
+from chatkeep.api.errors import error_to_response
 from chatkeep.api.schemas import ErrorBody
 from chatkeep.errors import InvalidInput
 from chatkeep.protocol.messages import find_forbidden_characters
@@ -118,6 +123,12 @@ class ChatkeepRoute(APIRoute):
         handler = super().get_route_handler()
 
         async def chatkeep_handler(request: Request) -> Response:
+            try:
+                return await _handle(request)
+            except Exception as exc:
+                return await error_to_response(request, exc)
+
+        async def _handle(request: Request) -> Response:
             strict = _ChatkeepRequest(request.scope, request.receive)
             state = getattr(request.app.state, "chatkeep", None)
             if state is not None:
@@ -142,3 +153,13 @@ class ChatkeepRoute(APIRoute):
             return await handler(strict)
 
         return chatkeep_handler
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # A method this path does not take is refused by Starlette before the route's handler runs, as an
+        # exception for the app's handlers: answer it here, like every other error of chatkeep's routes.
+        if self.methods and scope["method"] not in self.methods:
+            refused = StarletteHTTPException(405, headers={"Allow": ", ".join(sorted(self.methods))})
+            response = await error_to_response(Request(scope, receive), refused)
+            await response(scope, receive, send)
+            return
+        await super().handle(scope, receive, send)

@@ -1,8 +1,15 @@
-"""Every error becomes ``{"error": {"code", "message", "details"?}}`` with the right status, here and only here."""
+"""Every error becomes ``{"error": {"code", "message", "details"?}}`` with the right status, here and only here.
+
+Where: on chatkeep's own routes always (:class:`chatkeep.api.body.ChatkeepRoute` answers every exception its
+request raises with :func:`error_to_response`), and on the whole app only where the app is chatkeep's
+(``create_app`` calls :func:`install_error_handlers`). A host app that mounts chatkeep with ``include_chatkeep``
+keeps its own error handlers and format for its own routes and for paths that match no route.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
@@ -23,7 +30,7 @@ from chatkeep.errors import (
     ValidationIssue,
 )
 
-__all__ = ["error_response", "install_error_handlers"]
+__all__ = ["error_response", "error_to_response", "install_error_handlers"]
 
 log = logging.getLogger("chatkeep.api")
 
@@ -112,10 +119,28 @@ async def _unexpected(_request: Request, exc: Exception) -> Response:
     return error_response(500, "internal_error", "Something went wrong on our side; nothing was changed.")
 
 
+_Handler = Callable[[Request, Exception], Awaitable[Response]]
+
+#: The expected errors and their handlers; anything else is :func:`_unexpected`.
+_HANDLERS: tuple[tuple[type[Exception], _Handler], ...] = (
+    (ChatkeepError, _chatkeep_error),
+    (RequestValidationError, _validation_error),
+    (StarletteHTTPException, _http_error),
+    (ClientDisconnect, _client_gone),
+)
+
+
+async def error_to_response(request: Request, exc: Exception) -> Response:
+    """chatkeep's answer to ``exc``, raised while handling ``request``."""
+    for cls, handler in _HANDLERS:
+        if isinstance(exc, cls):
+            return await handler(request, exc)
+    return await _unexpected(request, exc)
+
+
 def install_error_handlers(app: FastAPI) -> None:
-    """Register the handlers on ``app`` (done by ``create_app`` and ``include_chatkeep``)."""
-    app.add_exception_handler(ChatkeepError, _chatkeep_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(ClientDisconnect, _client_gone)
+    """Answer every error of ``app`` in chatkeep's format, unmatched paths included: for an app that is all
+    chatkeep's (``create_app``); never done to a host app."""
+    for cls, handler in _HANDLERS:
+        app.add_exception_handler(cls, handler)
     app.add_exception_handler(Exception, _unexpected)

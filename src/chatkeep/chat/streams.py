@@ -238,7 +238,10 @@ class StreamHub:
 
     async def start(self) -> None:
         """For a long-running service: close what a dead earlier life of this process (or a dead neighbour on this
-        host) left active, then keep sweeping for streams whose producer stopped beating."""
+        host) left active, then keep sweeping for streams whose producer stopped beating. Later calls change nothing
+        (a host app may still start the service itself, as chatkeep's library mode once asked it to)."""
+        if self._sweeper is not None:
+            return
         await self.broker.start()
         try:
             await self.recover()

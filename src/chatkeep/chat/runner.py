@@ -13,8 +13,9 @@ is planned and its prompt stored):
   before any client sees it, an approval answer counts only for a recorded request still waiting, and the tool
   runs, at most once, with the recorded input. Results a client sends are accepted only for client-side tools.
 * A failing model or tool never breaks the stream: a tool failure is an ``output-error`` part the model sees; a
-  model failure ends the stream with an ``error`` chunk after closing open parts, and what was produced so far
-  is stored.
+  model failure ends the stream with an ``error`` chunk after closing open parts, and the reply is stored with
+  status ``error``: what was produced so far (possibly nothing) and the error text (:data:`ERROR_METADATA`), so a
+  reload shows what failed and a regeneration (a new sibling reply) retries it.
 * **The stream's chunk log is the checkpoint.** Every chunk is in the database within ``StreamHub``'s flush
   interval (200 ms, one transaction for all the process's streams); if the process dies, the stream sweep (of
   any process) rebuilds the reply from its chunks and stores it ``interrupted``.
@@ -64,7 +65,13 @@ from chatkeep.providers.base import (
 from chatkeep.store import ApprovalRequest, ChatStore, ToolApprovals
 from chatkeep.tools import Tool, ToolError, ToolRegistry
 
-__all__ = ["TurnRunner"]
+__all__ = ["ERROR_METADATA", "TurnRunner"]
+
+#: A reply that failed (stored with status ``error``) says why in its UIMessage metadata, under this key:
+#: ``{"chatkeep": {"error": "<a message safe to show>"}}``. It reaches the client in the stream too (a
+#: ``message-metadata`` chunk just before the ``error`` chunk), so the client's copy of the reply and the stored
+#: one stay the same.
+ERROR_METADATA = "chatkeep"
 
 log = logging.getLogger("chatkeep.chat")
 
@@ -127,15 +134,11 @@ class TurnRunner:
         except ModelError as exc:
             log.warning("model failed in thread %s: %s", thread_id, exc.message)
             status = "error"
-            self._close_open_parts(assembler, emit)
-            self._fail_running_tools(assembler, emit, "The tool call did not finish: the model failed.")
-            emit({"type": "error", "errorText": exc.message})
+            self._fail(assembler, emit, exc.message, "The tool call did not finish: the model failed.")
         except Exception:
             log.exception("chat turn failed in thread %s", thread_id)
             status = "error"
-            self._close_open_parts(assembler, emit)
-            self._fail_running_tools(assembler, emit, "The tool call did not finish.")
-            emit({"type": "error", "errorText": "An error occurred."})
+            self._fail(assembler, emit, "An error occurred.", "The tool call did not finish.")
         finally:
             # Let a checkpoint being written finish rather than cancel it: writes run to their end even when
             # cancelled (store._db.uncancellable), and one committed after the final store would put back a partial
@@ -258,8 +261,8 @@ class TurnRunner:
         now (:meth:`StreamLog.store_reply`: under the nearest message left). Raises what the store raises, except
         :class:`ThreadNotFound` (the thread was deleted meanwhile: there is nothing to keep)."""
         reply = assembler.message
-        if not reply["parts"] and plan.continued is None:
-            return
+        if not reply["parts"] and plan.continued is None and status != "error":
+            return  # nothing to keep; a failed reply is kept even so: it says what failed
         content = content_of(reply)
         try:
             try:
@@ -274,6 +277,17 @@ class TurnRunner:
                 )  # fmt: skip
         except ThreadNotFound:
             log.info("thread %s was deleted while its reply %s was generated", thread_id, reply["id"])
+
+    def _fail(
+        self, assembler: MessageAssembler, emit: Callable[[dict[str, Any]], None], error_text: str, tool_reason: str
+    ) -> None:
+        """End a failed reply: close its open parts and running tool calls, record ``error_text`` in its metadata
+        (:data:`ERROR_METADATA`), so the stored reply says why it failed, then send the ``error`` chunk (which
+        ends the client's reading: anything after it would be dropped)."""
+        self._close_open_parts(assembler, emit)
+        self._fail_running_tools(assembler, emit, tool_reason)
+        emit({"type": "message-metadata", "messageMetadata": {ERROR_METADATA: {"error": error_text}}})
+        emit({"type": "error", "errorText": error_text})
 
     @staticmethod
     def _close_open_parts(assembler: MessageAssembler, emit: Callable[[dict[str, Any]], None]) -> None:

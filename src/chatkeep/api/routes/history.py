@@ -49,7 +49,8 @@ async def list_messages(
 async def append_message(thread_id: ThreadIdPath, body: MessageIn, request: Request, user: CurrentUser) -> Response:
     """An idempotent upsert on ``id``. ``parent_id`` must be an earlier message of the thread (409 otherwise).
 
-    If the thread does not exist yet for the caller (assistant-ui's first-message race), it is created.
+    If the thread does not exist yet for the caller (assistant-ui's first-message race), it is created. The status
+    of a reply the server generated is kept (a client writing back its copy does not erase how it ended).
     """
     # The store and settings straight from the app state, not as StoreDep/SettingsDep: this is the hottest write
     # route (assistant-ui's append), and two dependencies fewer cut a tenth of FastAPI's work per request.

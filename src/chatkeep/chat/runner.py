@@ -95,6 +95,9 @@ class TurnRunner:
     #: the names of the tools the client runs (registered without ``execute``)
     _client_tools: frozenset[str]
 
+    def reply_stored(self, user_id: str, thread_id: str) -> None:
+        """Called once the reply to the thread's first message is stored, before its stream ends."""
+
     async def _run(self, user_id: str, thread_id: str, message_id: str, plan: TurnPlan, live: LiveStream) -> None:
         assembler = MessageAssembler(message_id, base=plan.continued)
         # With checkpoints, a task of their own, woken by ``changed`` and ended by ``ending`` (none without).
@@ -159,6 +162,8 @@ class TurnRunner:
                 self.hub.abandon(live)
                 raise
             if stored == "stored":
+                if status != "interrupted" and sum(1 for m in plan.history if m["role"] == "user") == 1:
+                    self.reply_stored(user_id, thread_id)  # before the stream ends: see ChatService.title
                 await self.hub.finish(live, "done" if status is None else status)
             else:
                 emit({"type": "error", "errorText": "The reply could not be saved in full."})

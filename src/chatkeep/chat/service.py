@@ -23,6 +23,7 @@ from chatkeep.chat.convert import tool_name
 from chatkeep.chat.plan import TurnPlan, plan_turn
 from chatkeep.chat.runner import TurnRunner
 from chatkeep.chat.streams import LiveStream, StreamHub
+from chatkeep.chat.titles import MAX_TITLE_LENGTH, AutoTitler, generate_title
 from chatkeep.errors import InvalidInput, ThreadNotFound, ValidationIssue
 from chatkeep.protocol.ids import generate_id
 from chatkeep.protocol.messages import content_of, is_ai_sdk_format, parse_ui_message
@@ -64,7 +65,9 @@ class ChatService(TurnRunner):
     (:meth:`begin_shutdown`, else :meth:`close`) before they are interrupted;
     ``max_concurrent_streams`` how many replies one user may have generating at once (0: any number), counted
     across every process sharing the database: a turn over it is refused (:class:`TooManyStreams`) by the
-    transaction that would store its prompt, so nothing of it is stored.
+    transaction that would store its prompt, so nothing of it is stored;
+    ``auto_title`` whether an untitled thread is titled after its first reply (:class:`AutoTitler`): by default as
+    the app's settings say (``CHATKEEP_AUTO_TITLE``, on) once mounted (:meth:`configure_titles`), off otherwise.
     """
 
     def __init__(
@@ -84,6 +87,7 @@ class ChatService(TurnRunner):
         max_concurrent_streams: int = 0,
         store_retry_for: float = 30.0,
         shutdown_grace: float = 0.0,
+        auto_title: bool | None = None,
     ) -> None:
         self.store = store
         self.model = model
@@ -107,9 +111,18 @@ class ChatService(TurnRunner):
         self.max_concurrent_streams = max_concurrent_streams
         self.store_retry_for = store_retry_for
         self.shutdown_grace = shutdown_grace
+        self.auto_title = auto_title
+        self.titler = AutoTitler(store)
         self._tasks: set[asyncio.Task[None]] = set()
         #: interrupts the replies still running, once the service began to stop
         self._stop_timer: asyncio.TimerHandle | None = None
+
+    def configure_titles(self, *, auto_title: bool, max_chars: int) -> None:
+        """What the app's settings say of titles (``include_chatkeep`` calls it): whether threads are titled
+        automatically, unless this service was made saying so itself, and how long a title may be."""
+        if self.auto_title is None:
+            self.auto_title = auto_title
+        self.titler.max_length = min(MAX_TITLE_LENGTH, max_chars)
 
     async def startup(self) -> None:
         """For a long-running service: close replies a dead process left unfinished, and keep watching."""
@@ -138,12 +151,38 @@ class ChatService(TurnRunner):
             await asyncio.wait(list(self._tasks), timeout=left)  # never cancels them, unlike wait_for
         timer.cancel()
         await self.hub.close()
-        await self.wait_idle()
+        await self.wait_idle(titles=False)
+        await self.titler.close()
 
     async def follow(self, user_id: str, thread_id: str) -> AsyncIterator[bytes] | None:
         """The reply streaming in the user's thread, replayed from its start and followed live; ``None`` (HTTP
         204) when nothing streams, including in a thread that does not exist or is someone else's."""
         return await self.hub.follow(user_id, thread_id)
+
+    async def title(
+        self,
+        user_id: str,
+        thread_id: str,
+        *,
+        force: bool = False,
+        fallback_messages: Sequence[Mapping[str, Any]] = (),
+        max_length: int = MAX_TITLE_LENGTH,
+    ) -> str | None:
+        """``POST /api/threads/{id}/title``: :func:`generate_title`, after the title being made in the background
+        for this thread, if any, is stored: a client that asks as soon as the first reply ends (assistant-ui's
+        ``generateTitle``, the chat page) gets that title instead of having a second one made."""
+        if not force:
+            await self.titler.wait(user_id, thread_id)
+        return await generate_title(
+            self.store, self.model, user_id, thread_id, force=force, fallback_messages=fallback_messages,
+            max_length=max_length, model_timeout=self.model_timeout,
+        )  # fmt: skip
+
+    def reply_stored(self, user_id: str, thread_id: str) -> None:
+        """A reply was stored in the thread (by a turn, or by a client through the history API): title the thread
+        in the background if that was its first reply and it has none (with ``auto_title`` on)."""
+        if self.auto_title:
+            self.titler.after_reply(user_id, thread_id, self.model, model_timeout=self.model_timeout)
 
     async def stop(self, user_id: str, thread_id: str) -> None:
         """Stop the reply streaming in the user's thread (a no-op when there is none) and wait until its partial
@@ -287,10 +326,13 @@ class ChatService(TurnRunner):
                 issues.extend(_schema_issues(tool.input_model, part["input"], (*where, "input")))
         return issues
 
-    async def wait_idle(self) -> None:
-        """Wait until every running generation has finished (and been stored)."""
+    async def wait_idle(self, *, titles: bool = True) -> None:
+        """Wait until every running generation has finished (and been stored), and with ``titles`` every title
+        being made too."""
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        if titles:
+            await self.titler.wait_all()
 
 
 def _schema_issues(schema: type[BaseModel], value: Any, loc: tuple[str | int, ...]) -> list[ValidationIssue]:

@@ -424,6 +424,19 @@ class ChatStore(Database):
                 raise ThreadNotFound(thread_id)
             return _thread(row)
 
+    @uncancellable
+    async def title_untitled(self, user_id: str, thread_id: str, title: str) -> bool:
+        """Give the user's thread ``title`` if it has none (no title, or an empty one), in one statement, and say
+        whether it did: a title set meanwhile by anyone else is kept. ``updated_at`` does not move (naming a
+        thread is not activity in it, and must not reorder the thread list)."""
+        _check_text([title], ("title",))
+        untitled = or_(_T.c.title.is_(None), _T.c.title == "")
+        async with self._write(user_id) as conn:
+            result = await conn.execute(
+                update(_T).where(_T.c.id == thread_id, _owned(user_id), untitled).values(title=title)
+            )
+            return bool(result.rowcount)
+
     async def rename_thread(self, user_id: str, thread_id: str, title: str | None) -> Thread:
         return await self.update_thread(user_id, thread_id, title=title)
 

@@ -48,7 +48,7 @@ class Setup:
 async def setup(store: ChatStore, fake_openai: FakeOpenAI) -> AsyncIterator[Setup]:
     fake_openai.reset()
     model = OpenAIChatModel("gpt-test", base_url=fake_openai.base_url, api_key=API_KEY, max_retries=0)
-    service = ChatService(store, model, model_timeout=0.5)
+    service = ChatService(store, model, model_timeout=10)
     app = create_app(Settings(migrate_on_start=False), store=store, chat=service)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://chatkeep.test") as client:
         yield Setup(client, service, fake_openai, model)
@@ -103,6 +103,8 @@ async def test_a_failed_reply_is_stored_shown_by_both_history_apis_and_retried(s
         setup.service.model = OpenAIChatModel("gpt-test", base_url=_closed_port_url(), api_key=API_KEY, max_retries=0)
     else:
         server.enqueue(script)
+    if failure == "idle-timeout":
+        setup.service.model_timeout = 0.5  # the server waits 60 s before its first chunk
 
     response = await client.post("/api/chat", json={"id": "t1", "messages": [USER]})
     chunks = _chunks(response)
@@ -133,7 +135,7 @@ async def test_a_failed_reply_is_stored_shown_by_both_history_apis_and_retried(s
     assert (await client.get(f"/api/threads/t1/messages/{reply_id}")).json()["status"] == "error"
 
     # Retry: regenerate the reply to the same prompt. The model server is fine again.
-    setup.service.model = setup.model
+    setup.service.model, setup.service.model_timeout = setup.model, 10
     server.reset()
     server.enqueue(FakeResponse(text="Fjords are sea inlets carved by glaciers."))
     retry = _chunks(

@@ -162,7 +162,7 @@ class TurnRunner:
                 self.hub.abandon(live)
                 raise
             if stored == "stored":
-                if status != "interrupted" and sum(1 for m in plan.history if m["role"] == "user") == 1:
+                if status != "interrupted" and _answers_first_message(plan):
                     self.reply_stored(user_id, thread_id)  # before the stream ends: see ChatService.title
                 await self.hub.finish(live, "done" if status is None else status)
             else:
@@ -510,6 +510,17 @@ class TurnRunner:
         except Exception as exc:  # a tool's own bug: reported to the model, logged for the operator
             log.exception("tool %s failed", call.tool_name)
             return None, f"Tool {call.tool_name} failed: {type(exc).__name__}"
+
+
+def _answers_first_message(plan: TurnPlan) -> bool:
+    """Whether the turn's reply answers the thread's first user message (its history holds no other)."""
+    users = 0
+    for message in plan.history:  # oldest first: a later turn is told at its second user message
+        if message["role"] == "user":
+            users += 1
+            if users > 1:
+                return False
+    return users == 1
 
 
 class _IdleWatchdog:

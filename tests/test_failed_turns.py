@@ -4,16 +4,18 @@ chatkeep talks to a real local OpenAI-compatible server (:mod:`tests.fake_openai
 server does: nothing listens on its port, it answers 500, it drops the connection in the middle of a reply, it
 goes silent. Each time the stream ends with the AI SDK ``error`` chunk (as before), and the reply is stored with
 what was streamed before the failure, status ``error`` and the error text (in its metadata, ``chatkeep.error``), so
-both history APIs return it after a reload; regenerating it makes a new sibling reply that succeeds. On both
-databases.
+both history APIs return it after a reload; regenerating it makes a new sibling reply that succeeds. The real
+AI SDK clients (ai 5, 6, 7) build from that stream exactly the reply that is stored. On both databases.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,6 +23,8 @@ import pytest
 
 from chatkeep.api import create_app
 from chatkeep.chat.service import ChatService
+from chatkeep.providers.base import ModelError, ModelEvent, ModelRequest
+from chatkeep.providers.function import FunctionModel, last_user_text
 from chatkeep.providers.openai import OpenAIChatModel
 from chatkeep.settings import Settings
 from chatkeep.store import ChatStore
@@ -172,3 +176,33 @@ async def test_the_conversation_goes_on_after_a_failed_reply(setup: Setup) -> No
         {"role": "assistant", "content": "Fjords are long, narrow"},
         {"role": "user", "content": "Where?"},
     ]
+
+
+@pytest.mark.node
+async def test_the_real_ai_sdk_clients_build_the_stored_failed_reply(store: ChatStore, tmp_path: Path) -> None:
+    """useChat's copy of a failed reply is the stored one, with ai 5, 6 and 7 (strict and latest): so it can be sent
+    back as it is, and a reload shows what the user saw."""
+
+    async def failing(request: ModelRequest) -> AsyncIterator[ModelEvent | str]:
+        if last_user_text(request) == "say something":
+            yield "Half an ans"
+        raise ModelError("the model server failed (HTTP 500)", status=500)
+
+    app = create_app(Settings(migrate_on_start=False), store=store, chat=ChatService(store, FunctionModel(failing)))
+    cases: dict[str, Any] = {}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://chatkeep.test") as client:
+        for name, text in (("partial", "say something"), ("empty", "say nothing")):
+            prompt = {"id": "u1", "role": "user", "parts": [{"type": "text", "text": text}]}
+            chunks = _chunks(await client.post("/api/chat", json={"id": name, "messages": [prompt]}))
+            stored = (await client.get(f"/api/chat/{name}/messages")).json()[1]
+            cases[name] = {"chunks": chunks, "stored": stored}
+    assert _text(cases["partial"]["stored"]) == "Half an ans" and cases["empty"]["stored"]["parts"] == []
+    (tmp_path / "cases.json").write_text(json.dumps(cases))
+    js = Path(__file__).parent / "js"
+    node = await asyncio.create_subprocess_exec(
+        "node", "failed-reply-clients.mjs", str(tmp_path / "cases.json"), cwd=js,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    output = (await asyncio.wait_for(node.communicate(), 120))[0].decode()
+    assert node.returncode == 0, output
+    assert output.strip().splitlines()[-1] == "12 passed, 0 failed"

@@ -242,6 +242,8 @@ class StreamHub:
         await self.broker.start()
         try:
             await self.recover()
+        except DatabaseUnavailable as exc:
+            log.warning("could not close the streams a dead process left unfinished (%s); the sweep tries again", exc)
         except Exception:
             # Start-up never depends on the streams others left behind: the sweep closes them later.
             log.exception("could not close the streams a dead process left unfinished; the sweep tries again")

@@ -55,7 +55,6 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Final, Self
 
-import httpx
 import openai
 from openai import AsyncOpenAI
 from openai.types.chat import (
@@ -182,7 +181,7 @@ class OpenAIChatModel:
                 max_retries=max_retries,
             )
             if not api_key:
-                _warn_no_key(client.base_url)
+                _warn_no_key(client)
         self._client = client
 
     @property
@@ -239,7 +238,7 @@ class OpenAIChatModel:
                     for event in state.feed(chunk):
                         yield event
         except openai.OpenAIError as exc:
-            raise _model_error(exc, secret=self._client.api_key, server=_address(self._client.base_url)) from exc
+            raise _model_error(exc, secret=self._client.api_key, server=_address(self._client)) from exc
         for event in state.finish():
             yield event
 
@@ -547,14 +546,15 @@ def _redact(text: str, secret: str, limit: int = 500) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _address(base_url: httpx.URL) -> str:
-    """The base URL as it may be shown: without user info, query or fragment (where keys are sometimes put)."""
-    return str(base_url.copy_with(userinfo=b"", query=None, fragment=None)).rstrip("/")
+def _address(client: AsyncOpenAI) -> str:
+    """The client's base URL as it may be shown: without user info, query or fragment (where keys are sometimes
+    put)."""
+    return str(client.base_url.copy_with(userinfo=b"", query=None, fragment=None)).rstrip("/")
 
 
-def _warn_no_key(base_url: httpx.URL) -> None:
-    server = _address(base_url)
-    if _is_loopback(base_url.host):
+def _warn_no_key(client: AsyncOpenAI) -> None:
+    server = _address(client)
+    if _is_loopback(client.base_url.host):
         log.warning(
             "OPENAI_API_KEY is not set: requests to the model server at %s carry none (fine if it needs none)", server
         )

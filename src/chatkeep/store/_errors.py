@@ -103,12 +103,12 @@ async def wrap_db_errors() -> AsyncIterator[None]:
         if isinstance(exc, sa_exc.ProgrammingError):
             raise
         # SQLite reports a locked or unreadable file as OperationalError: retryable too.
-        raise DatabaseUnavailable(detail=f"the database is unavailable: {_first_line(exc.orig)}") from exc
+        raise DatabaseUnavailable(detail=f"the database is unavailable: {_first_line(exc.orig or exc)}") from exc
     except sa_exc.DataError as exc:
         raise InvalidInput([ValidationIssue((), "the database refused a value in the request")]) from exc
     except Exception as exc:
         if is_unavailable(exc):
-            cause = exc.orig if isinstance(exc, sa_exc.DBAPIError) else exc
+            cause = exc.orig if isinstance(exc, sa_exc.DBAPIError) and exc.orig is not None else exc
             raise DatabaseUnavailable(detail=f"the database is unavailable: {_first_line(cause)}") from exc
         if _sqlstate(exc).startswith("22"):
             # class 22, data exception (a value too long, out of range, badly encoded): asyncpg's errors reach
@@ -158,7 +158,9 @@ def connect_error(exc: BaseException, url: URL, shown: str) -> DatabaseError:
     password = url.password if isinstance(url.password, str) else None
     if url.get_backend_name() == "sqlite":
         return _sqlite_connect_error(exc, url, shown, password)
-    where = f"the PostgreSQL server at {url.host or 'localhost'}:{url.port or 5432}"
+    socket_dir = url.query.get("host")  # libpq's ?host=/run/postgresql: a Unix socket's folder
+    host = url.host or (socket_dir if isinstance(socket_dir, str) else "localhost")
+    where = f"the PostgreSQL server at {host}:{url.port or 5432}"
     for current in _chain(exc):
         sqlstate = getattr(current, "sqlstate", None)
         said = _redact(_first_line(current), password)
@@ -200,7 +202,8 @@ def connect_error(exc: BaseException, url: URL, shown: str) -> DatabaseError:
 
 
 def _sqlite_connect_error(exc: BaseException, url: URL, shown: str, password: str | None) -> DatabaseError:
-    said = _redact(_first_line(exc.orig if isinstance(exc, sa_exc.DBAPIError) else exc), password)
+    orig = exc.orig if isinstance(exc, sa_exc.DBAPIError) else None
+    said = _redact(_first_line(orig or exc), password)
     if not url.database or url.database == ":memory:":
         return DatabaseUnavailable(detail=f"cannot open the in-memory SQLite database: {said}.")
     path = Path(url.database).expanduser().absolute()

@@ -58,18 +58,12 @@ def normalize_database_url(raw: str) -> URL:
     try:
         url = make_url(text)
     except (ArgumentError, ValueError) as exc:
-        problem = "its port is not a number" if isinstance(exc, ValueError) else "it does not parse as one"
+        why = "its port is not a number" if isinstance(exc, ValueError) else "it does not parse as one"
         raise DatabaseMisconfigured(
-            f"the database URL {_mask_unparsed(raw)!r} is not valid: {problem}. Expected postgres://user:password@"
+            f"the database URL {_mask_unparsed(raw)!r} is not valid: {why}. Expected postgres://user:password@"
             "host:port/database or sqlite:///path/to/file.db."
         ) from None
-    if url.port is not None and not 0 < url.port < 65536:
-        problem = f"its port {url.port} is out of range"
-    elif url.host is not None and ("[" in url.host or "]" in url.host):  # SQLAlchemy strips a closed [IPv6]
-        problem = f"its host {url.host!r} is not a host name or address"
-    else:
-        problem = None
-    if problem is not None:
+    if problem := _invalid_address(url):
         raise DatabaseMisconfigured(f"the database URL {display_database_url(url)!r} is not valid: {problem}.")
     backend = url.get_backend_name()
     if backend == "postgresql":
@@ -88,14 +82,22 @@ def normalize_database_url(raw: str) -> URL:
     )
 
 
+def _invalid_address(url: URL) -> str | None:
+    if url.port is not None and not 0 < url.port < 65536:
+        return f"its port {url.port} is out of range"
+    if url.host is not None and ("[" in url.host or "]" in url.host):  # SQLAlchemy strips a closed [IPv6]
+        return f"its host {url.host!r} is not a host name or address"
+    return None
+
+
 def display_database_url(url: str | URL) -> str:
     """The URL as it may be shown and logged: the password masked (``***``), the driver left out, a SQLite file
     as its absolute path. Text that does not parse as a URL has anything between ``:`` and ``@`` masked."""
     if isinstance(url, str):
         try:
-            url = make_url(url if "://" in url else f"sqlite:///{url}")
+            url = make_url(text := url if "://" in url else f"sqlite:///{url}")
         except (ArgumentError, ValueError):
-            return _mask_unparsed(url)
+            return _mask_unparsed(text)
     backend = url.get_backend_name()
     if backend == "sqlite" and url.database and url.database != ":memory:":
         return f"sqlite:///{Path(url.database).expanduser().absolute()}"

@@ -102,19 +102,17 @@ def serve(
         migrate_on_start=False if no_migrate else None,
         allow_unauthenticated=True if allow_unauthenticated else None,
     )
+    _prepare_database(settings)
     try:
         authenticator = Authenticator(settings)
         app = create_app(settings)
-    except ChatkeepError as exc:
-        raise _failure(exc) from exc
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from exc
+    except (ChatkeepError, ValueError) as exc:
+        raise click.ClickException(getattr(exc, "message", str(exc))) from exc
     if not authenticator.enabled and not _is_loopback(host) and not settings.allow_unauthenticated:
         raise click.ClickException(
             f"refusing to serve everyone's chats to anyone on {host}: there is no authentication. Configure it "
             "(CHATKEEP_JWT_SECRET, CHATKEEP_JWKS_URL), listen on 127.0.0.1, or pass --allow-unauthenticated."
         )
-    _prepare_database(settings)
     console.print(
         f"chatkeep on [bold]http://{host}:{port}[/] (API docs at /docs), database "
         f"{display_database_url(settings.database_url)}",
@@ -176,7 +174,7 @@ def _prepare_database(settings: Settings) -> None:
         raise _failure(exc) from exc
     if revision != head_revision():
         console.print(
-            f"warning: the database's schema is at {revision or 'nothing'}, not {head_revision()}: "
+            f"warning: the database's schema is at {revision or 'no revision (empty)'}, not {head_revision()}: "
             "run 'chatkeep db upgrade'",
             markup=False,
             soft_wrap=True,

@@ -195,17 +195,21 @@ def _explain_failed_connects(engine: AsyncEngine, url: URL) -> None:
     :class:`~chatkeep.errors.DatabaseMisconfigured` or :class:`~chatkeep.errors.DatabaseUnavailable` naming the
     database (password masked), the cause and what to do. Only here are the URL and the failure both known.
 
-    This listener opens the connection itself, exactly as SQLAlchemy would without it (``dialect.connect`` with
-    the arguments it computed from the URL); the pool's own ``connect`` listeners run after it, as before.
+    SQLAlchemy has no event for a failed connect, so this wraps the engine's own dialect's ``connect``, the last
+    step of every new connection (after the ``do_connect`` listeners, which may still change its arguments: a
+    listener that connected itself would silence those registered after it, such as one that sets a fresh token).
     """
     shown = display_database_url(url)
+    dialect = engine.sync_engine.dialect
+    connect = dialect.connect
 
-    @event.listens_for(engine.sync_engine, "do_connect")
-    def _on_do_connect(dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
+    def explained_connect(*cargs: Any, **cparams: Any) -> Any:
         try:
-            return dialect.connect(*cargs, **cparams)
+            return connect(*cargs, **cparams)
         except Exception as exc:
             raise connect_error(exc, url, shown) from exc
+
+    dialect.connect = explained_connect  # type: ignore[method-assign]
 
 
 def _setup_json_codec(engine: AsyncEngine) -> None:
@@ -264,9 +268,10 @@ def _setup_sqlite(engine: AsyncEngine, url: URL) -> None:
             ):
                 cursor.execute(pragma)
         except Exception as exc:  # the first statement on a file finds out that it is not a database
-            raise connect_error(exc, url, display_database_url(url)) from exc
-        finally:
             cursor.close()
+            dbapi_connection.close()  # (the pool does not close a connection its connect listeners fail)
+            raise connect_error(exc, url, display_database_url(url)) from exc
+        cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Connection) -> None:

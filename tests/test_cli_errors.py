@@ -201,12 +201,8 @@ def test_db_current_fails_until_the_schema_is_the_newest(fresh_url: str) -> None
     assert code == 0 and "up to date" in output, output
 
 
-@pytest.fixture
-def password_url(pg_admin_url: str) -> Iterator[str]:
-    """A database of its own, owned by a role of its own whose password is :data:`PASSWORD`."""
-    name = f"chatkeep_cli_{generate_id().lower()}"
-
-    async def admin(*statements: str) -> None:
+def _admin(pg_admin_url: str, *statements: str) -> None:
+    async def run() -> None:
         conn = await asyncpg.connect(pg_admin_url)
         try:
             for statement in statements:
@@ -214,14 +210,35 @@ def password_url(pg_admin_url: str) -> Iterator[str]:
         finally:
             await conn.close()
 
-    asyncio.run(admin(f"CREATE ROLE {name} LOGIN PASSWORD '{PASSWORD}'", f"CREATE DATABASE {name} OWNER {name}"))
+    asyncio.run(run())
+
+
+@pytest.fixture(params=["owner", "stranger"])
+def password_url(request: pytest.FixtureRequest, pg_admin_url: str) -> Iterator[str]:
+    """A database of its own and a role of its own whose password is :data:`PASSWORD`: its owner, or (``stranger``)
+    a role that may connect but not create anything in it."""
+    name = f"chatkeep_cli_{generate_id().lower()}"
+    owner = "" if request.param == "stranger" else f" OWNER {name}"
+    _admin(pg_admin_url, f"CREATE ROLE {name} LOGIN PASSWORD '{PASSWORD}'", f"CREATE DATABASE {name}{owner}")
+    if not owner:  # (PostgreSQL 15's default; older ones let anyone create in ``public``)
+        in_it = make_url(pg_admin_url).set(database=name).render_as_string(hide_password=False)
+        _admin(in_it, "REVOKE CREATE ON SCHEMA public FROM PUBLIC")
     try:
         url = make_url(pg_admin_url).set(username=name, password=PASSWORD, database=name)
         yield url.render_as_string(hide_password=False)
     finally:
-        asyncio.run(admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)", f"DROP ROLE IF EXISTS {name}"))
+        _admin(pg_admin_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)", f"DROP ROLE IF EXISTS {name}")
 
 
+@pytest.mark.parametrize("password_url", ["stranger"], indirect=True)
+def test_a_role_that_may_not_create_the_schema_is_told_what_to_do(password_url: str) -> None:
+    started = [chatkeep(*COMMANDS[name], env={"DATABASE_URL": password_url}) for name in ("serve", "db upgrade")]
+    for code, output in [finish(process) for process in started]:
+        assert code == 1 and "Traceback" not in output and PASSWORD not in output, output
+        assert "permission denied for schema public" in output and "OWNER" in output, output
+
+
+@pytest.mark.parametrize("password_url", ["owner"], indirect=True)
 def test_a_running_server_never_shows_the_password(password_url: str, pg_admin_url: str) -> None:
     url = make_url(password_url)
     with running_server(password_url) as server:
@@ -230,14 +247,7 @@ def test_a_running_server_never_shows_the_password(password_url: str, pg_admin_u
         assert httpx.post(f"{server.url}/api/threads", json={"title": "hi"}).status_code == 201
 
         # the database goes away under it: a server error naming nothing to the client, the cause in the log
-        async def drop() -> None:
-            conn = await asyncpg.connect(pg_admin_url)
-            try:
-                await conn.execute(f'DROP DATABASE "{url.database}" WITH (FORCE)')
-            finally:
-                await conn.close()
-
-        asyncio.run(drop())
+        _admin(pg_admin_url, f'DROP DATABASE "{url.database}" WITH (FORCE)')
         for _ in range(5):  # a pooled connection the drop closed may be found broken first: a 503, then reconnects
             response = httpx.get(f"{server.url}/api/threads")
             if response.status_code != 503:

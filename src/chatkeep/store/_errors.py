@@ -100,6 +100,8 @@ async def wrap_db_errors() -> AsyncIterator[None]:
     except (sa_exc.OperationalError, sa_exc.ProgrammingError) as exc:
         if _missing_table(exc):
             raise SchemaMissing() from exc
+        if denied := _permission_denied(exc):
+            raise denied from exc
         if isinstance(exc, sa_exc.ProgrammingError):
             raise
         # SQLite reports a locked or unreadable file as OperationalError: retryable too.
@@ -107,6 +109,8 @@ async def wrap_db_errors() -> AsyncIterator[None]:
     except sa_exc.DataError as exc:
         raise InvalidInput([ValidationIssue((), "the database refused a value in the request")]) from exc
     except Exception as exc:
+        if denied := _permission_denied(exc):
+            raise denied from exc
         if is_unavailable(exc):
             cause = exc.orig if isinstance(exc, sa_exc.DBAPIError) and exc.orig is not None else exc
             raise DatabaseUnavailable(detail=f"the database is unavailable: {_first_line(cause)}") from exc
@@ -121,6 +125,20 @@ def _sqlstate(exc: BaseException) -> str:
     orig = getattr(exc, "orig", None)
     sqlstate = getattr(orig, "sqlstate", None) or getattr(exc, "sqlstate", None)
     return sqlstate if isinstance(sqlstate, str) else ""
+
+
+def _permission_denied(exc: BaseException) -> DatabaseMisconfigured | None:
+    """SQLSTATE 42501 saying "permission denied" (not a row-level security policy's refusal, the same SQLSTATE):
+    the role chatkeep connects as may not do what chatkeep needs, which no retry changes."""
+    if _sqlstate(exc) != "42501":
+        return None
+    said = _first_line(getattr(exc, "orig", None) or exc)
+    if "permission denied" not in said:
+        return None
+    return DatabaseMisconfigured(
+        f"the database refused chatkeep's role: {said}. Connect as a role that owns chatkeep's database (CREATE "
+        "DATABASE … OWNER <role>), or grant it what it lacks."
+    )
 
 
 def _missing_table(exc: sa_exc.DBAPIError) -> bool:

@@ -14,7 +14,7 @@ def test_db_upgrade_then_current(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'cli.db'}"
     runner = CliRunner()
     before = runner.invoke(main, ["db", "current", "--database-url", url])
-    assert before.exit_code == 0, before.output
+    assert before.exit_code == 3, before.output  # the schema is not the newest
     assert "(empty database)" in before.output and "needs 'chatkeep db upgrade'" in before.output
 
     upgraded = runner.invoke(main, ["db", "upgrade", "--database-url", url])
@@ -22,6 +22,7 @@ def test_db_upgrade_then_current(tmp_path: Path) -> None:
     assert f"database is at revision {head_revision()}" in upgraded.output
 
     after = runner.invoke(main, ["db", "current", "--database-url", url])
+    assert after.exit_code == 0, after.output
     assert "up to date" in after.output
 
 
@@ -42,7 +43,7 @@ def test_unsupported_database_is_a_clear_error() -> None:
 def test_unreachable_postgres_is_a_clear_error() -> None:
     result = CliRunner().invoke(main, ["db", "current", "--database-url", "postgres://nobody@127.0.0.1:1/none"])
     assert result.exit_code == 1
-    assert "database is unavailable" in result.output.lower()
+    assert "127.0.0.1:1: connection refused" in result.output
 
 
 def test_a_database_without_the_schema_says_what_to_do(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from fastapi import FastAPI, Request
 from pydantic import BaseModel
 
 from chatkeep import ChatStore, create_app, get_current_user, include_chatkeep
-from chatkeep.errors import InvalidInput
+from chatkeep.errors import DatabaseMisconfigured
 from chatkeep.settings import Settings
 from chatkeep.store import normalize_database_url
 from chatkeep.tools import tool
@@ -38,7 +38,7 @@ class TestDatabaseUrls:
 
     @pytest.mark.parametrize("raw", ["mysql://root@localhost/x", "mongodb://x", "oracle://scott@db/orcl"])
     def test_other_databases_are_a_clear_error(self, raw: str) -> None:
-        with pytest.raises(InvalidInput):
+        with pytest.raises(DatabaseMisconfigured, match="unsupported database"):
             normalize_database_url(raw)
 
 

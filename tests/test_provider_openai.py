@@ -468,13 +468,21 @@ class TestErrors:
             port = sock.getsockname()[1]
         async with OpenAIChatModel("gpt-test", base_url=f"http://127.0.0.1:{port}/v1", max_retries=0) as model:
             error = await fail(model)
-        assert (error.message, error.status, error.retryable) == ("could not connect to the model server", None, True)
+        assert (error.message, error.status, error.retryable) == (
+            f"could not connect to the model server at http://127.0.0.1:{port}/v1",
+            None,
+            True,
+        )
 
     async def test_timeout(self, server: FakeOpenAI) -> None:
         server.enqueue(FakeResponse(text="late", delay=5))
         async with OpenAIChatModel("gpt-test", base_url=server.base_url, timeout=0.05, max_retries=0) as model:
             error = await fail(model)
-        assert (error.message, error.status, error.retryable) == ("the model server did not answer in time", None, True)
+        assert (error.message, error.status, error.retryable) == (
+            f"the model server at {server.base_url.rstrip('/')} did not answer in time",
+            None,
+            True,
+        )
 
 
 class TestGuard:

@@ -35,7 +35,7 @@ from chatkeep.store.transfer import OnConflict, ThreadExists, Transfer
 from tests.conftest import count_rows, load_fixture, system_transaction
 
 VALID: list[dict[str, Any]] = load_fixture("ui_messages.json")
-ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00$")
+ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")  # as the API writes them (Z), to the microsecond
 TABLES = ("threads", "messages", "parts", "streams", "stream_chunks")
 
 
@@ -158,8 +158,8 @@ class TestExport:
                 "custom": thread.custom,
                 "localId": thread.local_id,
                 "headId": thread.head_id,
-                "createdAt": thread.created_at.isoformat(timespec="microseconds"),
-                "updatedAt": thread.updated_at.isoformat(timespec="microseconds"),
+                "createdAt": thread.created_at.isoformat(timespec="microseconds").replace("+00:00", "Z"),
+                "updatedAt": thread.updated_at.isoformat(timespec="microseconds").replace("+00:00", "Z"),
             }
             stored = await store.list_messages("alice", thread.id)
             assert record["messages"] == [
@@ -168,7 +168,7 @@ class TestExport:
                     "parent_id": m.parent_id,
                     "format": m.format,
                     "content": m.content,
-                    "created_at": m.created_at.isoformat(timespec="microseconds"),
+                    "created_at": m.created_at.isoformat(timespec="microseconds").replace("+00:00", "Z"),
                     "status": m.status or "complete",
                 }
                 for m in stored

@@ -1,9 +1,11 @@
 """The ``chatkeep`` command: ``serve``, ``db upgrade``, ``db current``, ``export``, ``import``, ``users delete``.
 
-Errors chatkeep models (:class:`chatkeep.errors.ChatkeepError`) are shown as one clear line and exit with code 1,
-never a traceback. ``export`` writes JSON lines to stdout (or a file) and everything meant for people (progress,
-summaries, refused records) to stderr, so its output can be piped. Progress is a rich bar when stderr is a
-terminal, plain summary lines otherwise. See :mod:`chatkeep.store.transfer` for the record format.
+Errors chatkeep models (:class:`chatkeep.errors.ChatkeepError`) and invalid settings are shown as one clear line
+and exit with code 1, never a traceback; a database that cannot be used is named (its URL with the password
+masked, or its file) with the cause and what to do. No output shows a password. ``db current`` exits with 3 when
+the schema is not the newest. ``export`` writes JSON lines to stdout (or a file) and everything meant for people
+(progress, summaries, refused records) to stderr, so its output can be piped. Progress is a rich bar when stderr
+is a terminal, plain summary lines otherwise. See :mod:`chatkeep.store.transfer` for the record format.
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from chatkeep.errors import ChatkeepError
+from chatkeep.errors import ChatkeepError, DatabaseError
 from chatkeep.settings import Settings
+from chatkeep.store import display_database_url
 
 if TYPE_CHECKING:
     from chatkeep.chat.service import ChatService
@@ -38,14 +41,27 @@ console = Console(stderr=True)
 
 
 def _settings(**overrides: Any) -> Settings:
-    return Settings(**{key: value for key, value in overrides.items() if value is not None})
+    from pydantic import ValidationError
+
+    try:
+        return Settings(**{key: value for key, value in overrides.items() if value is not None})
+    except ValidationError as exc:  # each setting with its message, never the value (it may be a secret)
+        problems = "; ".join(
+            f"CHATKEEP_{'.'.join(map(str, error['loc'])).upper()}: {error['msg']}" for error in exc.errors()
+        )
+        raise click.ClickException(f"invalid settings: {problems}") from None
+
+
+def _failure(exc: ChatkeepError) -> click.ClickException:
+    """The error as the user of the command should read it: for the database, the operator's ``detail``."""
+    return click.ClickException(exc.detail if isinstance(exc, DatabaseError) else exc.message)
 
 
 def _run(action: Callable[[], Awaitable[T]]) -> T:
     try:
         return asyncio.run(action())  # type: ignore[arg-type]
     except ChatkeepError as exc:
-        raise click.ClickException(exc.message) from exc
+        raise _failure(exc) from exc
 
 
 _database_option = click.option(
@@ -109,6 +125,7 @@ def serve(
     # 'chatkeep' script's own folder, not the current one, is first on sys.path.
     if settings.tools and os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
+    _prepare_database(settings)
     try:
         app = served_app(settings)
     except (ChatkeepError, ValueError) as exc:
@@ -119,7 +136,12 @@ def serve(
             "(CHATKEEP_JWT_SECRET, CHATKEEP_JWKS_URL or CHATKEEP_API_KEYS), listen on 127.0.0.1, or pass "
             "--allow-unauthenticated."
         )
-    console.print(f"chatkeep on [bold]http://{host}:{port}[/] (API docs at /docs), database {settings.database_url}")
+    console.print(
+        f"chatkeep on [bold]http://{host}:{port}[/] (API docs at /docs), database "
+        f"{display_database_url(settings.database_url)}",
+        highlight=False,
+        soft_wrap=True,
+    )
     config = uvicorn.Config(
         app,
         host=host,
@@ -141,6 +163,45 @@ def serve(
             await super().shutdown(sockets)
 
     Server(config).run()
+
+
+def _prepare_database(settings: Settings) -> None:
+    """Before serving, open the database once and bring its schema up to date (unless ``--no-migrate``).
+
+    A database that cannot be used fails here, with its reason, instead of in the app's start-up (where uvicorn
+    prints a traceback) or on every request. With ``--no-migrate`` the schema is the operator's: an outdated one
+    and an unavailable database are a warning (the server answers 503 until it can use it), a misconfigured one
+    still stops it. The app migrates again on start (a no-op now): an in-memory SQLite database is its own.
+    """
+    from chatkeep.errors import DatabaseUnavailable
+    from chatkeep.store import make_engine
+    from chatkeep.store.migrate import current_revision, head_revision, upgrade
+
+    async def prepare() -> str | None:
+        engine = make_engine(settings.database_url, pool_size=1)
+        try:
+            if settings.migrate_on_start:
+                await upgrade(engine)
+            return await current_revision(engine)
+        finally:
+            await engine.dispose()
+
+    try:
+        revision = asyncio.run(prepare())
+    except DatabaseUnavailable as exc:
+        if settings.migrate_on_start:
+            raise _failure(exc) from exc
+        console.print(f"warning: {exc.detail} Serving anyway (503 until it answers).", markup=False, soft_wrap=True)
+        return
+    except ChatkeepError as exc:
+        raise _failure(exc) from exc
+    if revision != head_revision():
+        console.print(
+            f"warning: the database's schema is at {revision or 'no revision (empty)'}, not {head_revision()}: "
+            "run 'chatkeep db upgrade'",
+            markup=False,
+            soft_wrap=True,
+        )
 
 
 #: After the shutdown grace, how long uvicorn still waits for connections: the interrupted replies are stored
@@ -204,7 +265,7 @@ def db_upgrade(database_url: str | None, revision: str) -> None:
 @db.command("current")
 @_database_option
 def db_current(database_url: str | None) -> None:
-    """Show the revision the database is at, and the newest one."""
+    """Show the revision the database is at, and the newest one; exit with code 3 unless they are the same."""
     from chatkeep.store import make_engine
     from chatkeep.store.migrate import current_revision, head_revision
 
@@ -221,6 +282,12 @@ def db_current(database_url: str | None) -> None:
     head = head_revision()
     state = "up to date" if current == head else "needs 'chatkeep db upgrade'"
     click.echo(f"current: {current or '(empty database)'}\nhead:    {head}\n{state}")
+    if current != head:
+        sys.exit(SCHEMA_BEHIND_EXIT_CODE)
+
+
+#: ``chatkeep db current``'s exit code when the schema is not the newest (1 is for errors, 2 for wrong usage).
+SCHEMA_BEHIND_EXIT_CODE = 3
 
 
 # -- data rights: export, import, users delete -------------------------------------------------------------------
@@ -372,6 +439,7 @@ def import_(user_id: str, input_path: str, on_conflict: str, database_url: str |
     from chatkeep.store.transfer import OnConflict
 
     async def action(transfer: Transfer) -> ImportReport:
+        await transfer.count_user(user_id)  # a database that cannot be used fails here, before any line is read
         with click.open_file(input_path, "rb") as source:
             total = None
             if input_path != "-":  # a file can be counted first; stdin is read once

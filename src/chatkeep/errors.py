@@ -13,6 +13,8 @@ from dataclasses import dataclass
 __all__ = [
     "ChatkeepError",
     "Conflict",
+    "DatabaseError",
+    "DatabaseMisconfigured",
     "DatabaseUnavailable",
     "InvalidConfiguration",
     "InvalidInput",
@@ -168,10 +170,49 @@ class TooManyStreams(TooManyRequests):
         self.limit = limit
 
 
-class DatabaseUnavailable(ChatkeepError):
-    """The database cannot be reached right now; the request may be retried."""
+class DatabaseError(ChatkeepError):
+    """The configured database cannot be used.
+
+    ``message`` is for clients and names nothing of the deployment. ``detail`` is for the operator (the CLI prints
+    it, the server logs it): which database (host and port, or file; the URL only with its password masked), why,
+    and what to do. Neither ever holds a password.
+    """
+
+    def __init__(self, message: str, detail: str | None = None) -> None:
+        super().__init__(message)
+        self.detail = detail or message
+
+    def __str__(self) -> str:  # what logs and tracebacks show: the operator's account
+        return self.detail
+
+
+class DatabaseUnavailable(DatabaseError):
+    """The database cannot be reached right now (refused, lost or timed-out connections, a server starting or
+    shutting down); the request may be retried, and chatkeep reconnects by itself once it answers."""
 
     code = "database_unavailable"
+
+    def __init__(
+        self, message: str = "The database is unavailable; try again shortly.", detail: str | None = None
+    ) -> None:
+        super().__init__(message, detail)
+
+
+class DatabaseMisconfigured(DatabaseError):
+    """chatkeep cannot use the database it is configured with, and waiting will not change that: the database or
+    the role does not exist, the password is wrong, the SQLite file's folder is missing, the URL is not valid….
+    Retrying does not help: ``chatkeep serve`` refuses to start with it, and a request that meets it is a server
+    error, not a "try again" (an operator has to fix ``DATABASE_URL`` or the database).
+    """
+
+    code = "database_misconfigured"
+
+    def __init__(
+        self,
+        detail: str,
+        message: str = "The service cannot use its database; its operator has to fix its configuration.",
+    ) -> None:
+        super().__init__(message, detail)
 
 
 class SchemaMissing(DatabaseUnavailable):

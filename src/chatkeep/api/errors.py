@@ -21,6 +21,7 @@ from chatkeep.api.responses import json_response
 from chatkeep.errors import (
     ChatkeepError,
     Conflict,
+    DatabaseMisconfigured,
     DatabaseUnavailable,
     InvalidInput,
     NotFound,
@@ -40,6 +41,7 @@ _STATUS: list[tuple[type[ChatkeepError], int]] = [
     (InvalidInput, 422),
     (Unauthorized, 401),
     (DatabaseUnavailable, 503),
+    (DatabaseMisconfigured, 500),  # no retry will help: an operator has to fix it (the log says what)
     (TooManyRequests, 429),
     (PayloadTooLarge, 413),
 ]
@@ -83,7 +85,9 @@ async def _chatkeep_error(_request: Request, exc: Exception) -> Response:
         headers["Retry-After"] = str(exc.retry_after)
     if isinstance(exc, DatabaseUnavailable):
         headers["Retry-After"] = "1"
-        log.warning("database unavailable: %s", exc.__cause__ or exc)
+        log.warning("%s", exc)  # the operator's account (which database, why), never a password
+    elif isinstance(exc, DatabaseMisconfigured):
+        log.error("%s", exc)
     details = _details(exc.issues) if isinstance(exc, InvalidInput) else None
     return error_response(status, exc.code, exc.message, details=details, headers=headers)
 

@@ -29,7 +29,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
 from datetime import UTC, datetime, timedelta
 
 from chatkeep.chat.brokers import Broker, LocalBroker
-from chatkeep.errors import Conflict, DatabaseUnavailable
+from chatkeep.errors import Conflict, DatabaseError, DatabaseUnavailable
 from chatkeep.protocol.ids import generate_id
 from chatkeep.protocol.stream import DONE, encode_sse
 from chatkeep.store import NewStream
@@ -245,6 +245,8 @@ class StreamHub:
         await self.broker.start()
         try:
             await self.recover()
+        except DatabaseError as exc:  # (its text is the operator's account: which database, why)
+            log.warning("could not close the streams a dead process left unfinished (%s); the sweep tries again", exc)
         except Exception:
             # Start-up never depends on the streams others left behind: the sweep closes them later.
             log.exception("could not close the streams a dead process left unfinished; the sweep tries again")

@@ -14,7 +14,11 @@ What this module guarantees:
   ``"stop"``, or ``"tool-calls"`` when tool calls were seen, if the server sent none);
 * every failure of the SDK (HTTP status, connection, timeout, error event inside the stream, malformed
   response) is raised as one :class:`~chatkeep.providers.base.ModelError` whose message is safe to show to
-  end users: it never contains the API key or the base URL;
+  end users: it never contains the API key; a server that cannot be reached (or answers too late) is named by
+  its base URL without credentials, query or fragment (``could not connect to the model server at
+  http://127.0.0.1:11434/v1``), so the operator sees which address was tried;
+* a model made without any API key says so once, in a warning, when it is made (at start-up for ``chatkeep
+  serve``), worded for where it will send requests: OpenAI itself will refuse them, a local server may need none;
 * while :data:`ALLOW_MODEL_REQUESTS` is ``False`` nothing is sent to a host that is not a loopback address, and
   the refusal happens before any network I/O.
 
@@ -43,6 +47,7 @@ import base64
 import binascii
 import ipaddress
 import json
+import logging
 import os
 import urllib.parse
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
@@ -90,6 +95,8 @@ from chatkeep.providers.base import (
 )
 
 __all__ = ["ALLOW_MODEL_REQUESTS", "PLACEHOLDER_API_KEY", "OpenAIChatModel"]
+
+log = logging.getLogger("chatkeep.providers.openai")
 
 #: When ``False``, :meth:`OpenAIChatModel.stream` refuses (with :class:`ModelError`) to contact any host that is
 #: not a loopback address. Test suites set it to ``False`` so that they can never reach the internet.
@@ -166,12 +173,15 @@ class OpenAIChatModel:
         self.model = model
         self._owns_client = client is None
         if client is None:
+            api_key = api_key or os.environ.get("OPENAI_API_KEY")
             client = AsyncOpenAI(
-                api_key=api_key or os.environ.get("OPENAI_API_KEY") or PLACEHOLDER_API_KEY,
+                api_key=api_key or PLACEHOLDER_API_KEY,
                 base_url=base_url or None,
                 timeout=timeout,
                 max_retries=max_retries,
             )
+            if not api_key:
+                _warn_no_key(client)
         self._client = client
 
     @property
@@ -232,7 +242,7 @@ class OpenAIChatModel:
         except openai.OpenAIError as exc:
             if answering and type(exc) is openai.APIConnectionError:  # not a timeout: the connection was lost
                 raise ModelError("the model server closed the connection mid-answer", retryable=True) from exc
-            raise _model_error(exc, secret=self._client.api_key) from exc
+            raise _model_error(exc, secret=self._client.api_key, server=_address(self._client)) from exc
         for event in state.finish():
             yield event
 
@@ -503,12 +513,13 @@ _STATUS_PHRASES: Final[Mapping[int, str]] = {
 }
 
 
-def _model_error(exc: openai.OpenAIError, *, secret: str) -> ModelError:
-    """The one place SDK exceptions become :class:`ModelError`; messages never include the key or the URL."""
+def _model_error(exc: openai.OpenAIError, *, secret: str, server: str) -> ModelError:
+    """The one place SDK exceptions become :class:`ModelError`; messages never include the key, and name the
+    server (``server``: its address, see :func:`_address`) when it could not be reached."""
     if isinstance(exc, openai.APITimeoutError):
-        return ModelError("the model server did not answer in time", retryable=True)
+        return ModelError(f"the model server at {server} did not answer in time", retryable=True)
     if isinstance(exc, openai.APIConnectionError):
-        return ModelError("could not connect to the model server", retryable=True)
+        return ModelError(f"could not connect to the model server at {server}", retryable=True)
     if isinstance(exc, openai.APIStatusError):
         status = exc.status_code
         phrase = _STATUS_PHRASES.get(status, "failed" if status >= 500 else "refused the request")
@@ -537,3 +548,23 @@ def _redact(text: str, secret: str, limit: int = 500) -> str:
     if len(secret) >= 8:
         text = text.replace(secret, "***")
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _address(client: AsyncOpenAI) -> str:
+    """The client's base URL as it may be shown: without user info, query or fragment (where keys are sometimes
+    put)."""
+    return str(client.base_url.copy_with(userinfo=b"", query=None, fragment=None)).rstrip("/")
+
+
+def _warn_no_key(client: AsyncOpenAI) -> None:
+    server = _address(client)
+    if _is_loopback(client.base_url.host):
+        log.warning(
+            "OPENAI_API_KEY is not set: requests to the model server at %s carry none (fine if it needs none)", server
+        )
+    else:
+        log.warning(
+            "OPENAI_API_KEY is not set: the model server at %s will likely refuse every request (set OPENAI_API_KEY, "
+            "or OPENAI_BASE_URL for a local server)",
+            server,
+        )

@@ -5,7 +5,7 @@ Imports nothing from the web layer. Only this package talks to SQLAlchemy.
 
 from chatkeep.store._db import SYSTEM, Caller, set_caller
 from chatkeep.store.chat_store import DEFAULT_FORMAT, UNSET, ChatStore, MessageWrite, NewStream
-from chatkeep.store.engine import make_engine, normalize_database_url
+from chatkeep.store.engine import display_database_url, make_engine, normalize_database_url
 from chatkeep.store.records import MessageTree, Page, StoredMessage, Thread, ThreadStatus
 from chatkeep.store.tool_approvals import ApprovalRequest, ToolApprovals
 
@@ -24,6 +24,7 @@ __all__ = [
     "Thread",
     "ThreadStatus",
     "ToolApprovals",
+    "display_database_url",
     "make_engine",
     "normalize_database_url",
     "set_caller",

@@ -8,6 +8,8 @@ check that drops pooled connections the server closed).
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -17,9 +19,10 @@ from sqlalchemy.exc import ArgumentError, DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
-from chatkeep.errors import InvalidInput, ValidationIssue
+from chatkeep.errors import DatabaseMisconfigured
+from chatkeep.store._errors import connect_error
 
-__all__ = ["WRITE", "json_dumps", "json_loads", "make_engine", "normalize_database_url"]
+__all__ = ["WRITE", "display_database_url", "json_dumps", "json_loads", "make_engine", "normalize_database_url"]
 
 #: Execution option that marks a connection as about to write. On SQLite such a transaction starts with
 #: ``BEGIN IMMEDIATE``, taking the write lock up front instead of failing with "database is locked" when a
@@ -44,7 +47,8 @@ def normalize_database_url(raw: str) -> URL:
 
     ``postgres://`` and ``postgresql://`` (and ``postgresql+psycopg2://`` …) become ``postgresql+asyncpg://``,
     with libpq's ``sslmode=…`` translated to asyncpg's ``ssl=…``; ``sqlite:///path`` becomes
-    ``sqlite+aiosqlite:///path``. A bare file path is taken as a SQLite file.
+    ``sqlite+aiosqlite:///path``. A bare file path is taken as a SQLite file. A URL that is not one, or names
+    another database, is :class:`~chatkeep.errors.DatabaseMisconfigured` (its message masks the password).
     """
     text = raw.strip()
     if "://" not in text:
@@ -53,8 +57,14 @@ def normalize_database_url(raw: str) -> URL:
         text = "postgresql://" + text.removeprefix("postgres://")
     try:
         url = make_url(text)
-    except ArgumentError as exc:
-        raise InvalidInput([ValidationIssue(("database_url",), f"not a database URL: {raw!r}")]) from exc
+    except (ArgumentError, ValueError) as exc:
+        why = "its port is not a number" if isinstance(exc, ValueError) else "it does not parse as one"
+        raise DatabaseMisconfigured(
+            f"the database URL {_mask_unparsed(raw)!r} is not valid: {why}. Expected postgres://user:password@"
+            "host:port/database or sqlite:///path/to/file.db."
+        ) from None
+    if problem := _invalid_address(url):
+        raise DatabaseMisconfigured(f"the database URL {display_database_url(url)!r} is not valid: {problem}.")
     backend = url.get_backend_name()
     if backend == "postgresql":
         query = dict(url.query)
@@ -66,9 +76,38 @@ def normalize_database_url(raw: str) -> URL:
         return url.set(drivername="postgresql+asyncpg", query=query)
     if backend == "sqlite":
         return url.set(drivername="sqlite+aiosqlite")
-    raise InvalidInput(
-        [ValidationIssue(("database_url",), f"unsupported database {backend!r}: use PostgreSQL or SQLite")]
+    raise DatabaseMisconfigured(
+        f"unsupported database {backend!r} in the database URL {display_database_url(url)}: use PostgreSQL "
+        "(postgres://…) or SQLite (sqlite:///path)."
     )
+
+
+def _invalid_address(url: URL) -> str | None:
+    if url.port is not None and not 0 < url.port < 65536:
+        return f"its port {url.port} is out of range"
+    if url.host is not None and ("[" in url.host or "]" in url.host):  # SQLAlchemy strips a closed [IPv6]
+        return f"its host {url.host!r} is not a host name or address"
+    return None
+
+
+def display_database_url(url: str | URL) -> str:
+    """The URL as it may be shown and logged: the password masked (``***``), the driver left out, a SQLite file
+    as its absolute path. Text that does not parse as a URL has anything between ``:`` and ``@`` masked."""
+    if isinstance(url, str):
+        try:
+            url = make_url(text := url if "://" in url else f"sqlite:///{url}")
+        except (ArgumentError, ValueError):
+            return _mask_unparsed(text)
+    backend = url.get_backend_name()
+    if backend == "sqlite" and url.database and url.database != ":memory:":
+        return f"sqlite:///{Path(url.database).expanduser().absolute()}"
+    return url.set(drivername=backend).render_as_string(hide_password=True)
+
+
+def _mask_unparsed(text: str) -> str:
+    # scheme://user:secret@host… → scheme://user:***@host…, on text SQLAlchemy could not parse (hand-written:
+    # no parser takes what is not a URL; the last ``@`` ends the credentials, as in SQLAlchemy's own pattern)
+    return re.sub(r"(://[^:/@]*:).*@", r"\1***@", text.strip())
 
 
 def json_dumps(value: Any) -> str:
@@ -132,7 +171,8 @@ def make_engine(url: str | URL, *, pool_size: int = 20, echo: bool = False) -> A
             engine = create_async_engine(url, poolclass=StaticPool, **common)
         else:
             engine = create_async_engine(url, **common)
-        _setup_sqlite(engine)
+        _setup_sqlite(engine, url)
+        _explain_failed_connects(engine, url)
         return engine
     connect_args: dict[str, Any] = {} if "timeout" in url.query else {"timeout": CONNECT_TIMEOUT_S}
     engine = create_async_engine(
@@ -146,7 +186,30 @@ def make_engine(url: str | URL, *, pool_size: int = 20, echo: bool = False) -> A
     )
     _setup_postgresql(engine)
     _setup_json_codec(engine)
+    _explain_failed_connects(engine, url)
     return engine
+
+
+def _explain_failed_connects(engine: AsyncEngine, url: URL) -> None:
+    """Raise a failed connect as :func:`~chatkeep.store._errors.connect_error` explains it: a
+    :class:`~chatkeep.errors.DatabaseMisconfigured` or :class:`~chatkeep.errors.DatabaseUnavailable` naming the
+    database (password masked), the cause and what to do. Only here are the URL and the failure both known.
+
+    SQLAlchemy has no event for a failed connect, so this wraps the engine's own dialect's ``connect``, the last
+    step of every new connection (after the ``do_connect`` listeners, which may still change its arguments: a
+    listener that connected itself would silence those registered after it, such as one that sets a fresh token).
+    """
+    shown = display_database_url(url)
+    dialect = engine.sync_engine.dialect
+    connect = dialect.connect
+
+    def explained_connect(*cargs: Any, **cparams: Any) -> Any:
+        try:
+            return connect(*cargs, **cparams)
+        except Exception as exc:
+            raise connect_error(exc, url, shown) from exc
+
+    dialect.connect = explained_connect  # type: ignore[method-assign]
 
 
 def _setup_json_codec(engine: AsyncEngine) -> None:
@@ -190,19 +253,24 @@ def _setup_postgresql(engine: AsyncEngine) -> None:
             raise DisconnectionError("the server closed this pooled connection")
 
 
-def _setup_sqlite(engine: AsyncEngine) -> None:
+def _setup_sqlite(engine: AsyncEngine, url: URL) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let SQLAlchemy, not the driver, decide when transactions begin (see _on_begin).
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        for pragma in (
-            "PRAGMA foreign_keys = ON",
-            "PRAGMA journal_mode = WAL",
-            "PRAGMA synchronous = NORMAL",
-            "PRAGMA busy_timeout = 10000",
-        ):
-            cursor.execute(pragma)
+        try:
+            for pragma in (
+                "PRAGMA foreign_keys = ON",
+                "PRAGMA journal_mode = WAL",
+                "PRAGMA synchronous = NORMAL",
+                "PRAGMA busy_timeout = 10000",
+            ):
+                cursor.execute(pragma)
+        except Exception as exc:  # the first statement on a file finds out that it is not a database
+            cursor.close()
+            dbapi_connection.close()  # (the pool does not close a connection its connect listeners fail)
+            raise connect_error(exc, url, display_database_url(url)) from exc
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")

@@ -9,8 +9,9 @@ The record of one thread (``version`` 1)::
 ``messages`` lists every message of every branch, parents before children (the stored order); ``content`` is
 exactly what ``GET /api/threads/{id}/messages`` gives (the UIMessage without ``id`` for ``ai-sdk/v5`` and
 ``ai-sdk/v6``, verbatim otherwise); ``status`` is ``complete``, ``interrupted``, ``aborted`` or ``error``.
-Timestamps are ISO 8601 with microseconds and a UTC offset (``2026-01-02T03:04:05.123456+00:00``), which is
-everything the database keeps of them. The record holds no user id: it is imported for whoever is named then.
+Timestamps are written as the API writes them (:func:`chatkeep.protocol.timestamps.iso`: UTC, ending in ``Z``),
+with microseconds (``2026-01-02T03:04:05.123456Z``), which is everything the database keeps of them; any ISO 8601
+timestamp with a UTC offset is read. The record holds no user id: it is imported for whoever is named then.
 
 Guarantees:
 
@@ -56,6 +57,7 @@ from chatkeep.protocol.ids import check_new_id
 from chatkeep.protocol.limits import SizeLimits, check_message_size, check_title
 from chatkeep.protocol.messages import find_forbidden_characters
 from chatkeep.protocol.strict_json import has_non_finite_number, parse_json
+from chatkeep.protocol.timestamps import iso
 from chatkeep.store._db import SYSTEM, Database, set_caller, uncancellable
 from chatkeep.store._errors import wrap_db_errors
 from chatkeep.store.chat_store import ChatStore, _prepare_content
@@ -171,7 +173,7 @@ def _timestamp(value: Any) -> datetime:
 
 
 def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+    return iso(moment, timespec="microseconds")
 
 
 Timestamp: TypeAlias = Annotated[datetime, PlainValidator(_timestamp)]

@@ -49,6 +49,9 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         if name.startswith("CHATKEEP_") and name != "CHATKEEP_TEST_POSTGRES_URL" or name == "DATABASE_URL":
             monkeypatch.delenv(name)
     monkeypatch.setenv("CHATKEEP_DEMO_DELAY_MS", "0")
+    # A thread changes only by what its test does: no title appears by itself in the background (and no model
+    # server gets a title request the test did not script). The tests of automatic titles turn them on.
+    monkeypatch.setenv("CHATKEEP_AUTO_TITLE", "false")
     # No test may reach a real model service; the local fake OpenAI server is on loopback and still allowed.
     monkeypatch.setattr("chatkeep.providers.openai.ALLOW_MODEL_REQUESTS", False)
 

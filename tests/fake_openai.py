@@ -58,7 +58,9 @@ class FakeResponse:
     (and the leading role delta) with these raw ``delta`` objects, one chunk each. ``interleave_tool_calls``
     sends every tool call's first chunk and then their argument fragments round-robin, as a server streaming
     parallel calls might. ``stream_error`` is sent as an in-stream ``{"error": …}`` event after the deltas, and
-    ends the stream. ``chunks``, when given, are sent verbatim instead of all of the above (then ``[DONE]``), for
+    ends the stream. ``cut``, when set, drops the connection after the deltas, mid-response (no ``finish_reason``,
+    no ``[DONE]``, no end of the chunked body), as a server that crashes or a proxy that times out does.
+    ``chunks``, when given, are sent verbatim instead of all of the above (then ``[DONE]``), for
     servers that stray from OpenAI's format. ``delay`` (seconds) is waited before the first chunk.
     """
 
@@ -74,6 +76,7 @@ class FakeResponse:
     stream_error: Mapping[str, Any] | None = None
     chunks: Sequence[Mapping[str, Any]] | None = None
     delay: float = 0.0
+    cut: bool = False
 
     def sse_events(self, *, model: str, include_usage: bool) -> list[str]:
         """The ``data:`` payloads of the stream, in order (JSON texts, then ``[DONE]``)."""
@@ -100,6 +103,8 @@ class FakeResponse:
         events = [chunk(choice(delta)) for delta in (self.deltas if self.deltas is not None else self._deltas())]
         if self.stream_error is not None:
             return [*events, json.dumps({"error": dict(self.stream_error)})]
+        if self.cut:
+            return events
         if self.finish_reason is _Auto.AUTO:
             finish_reason: str | None = "tool_calls" if self.tool_calls else "stop"
         else:
@@ -249,5 +254,8 @@ class FakeOpenAI:
                 await asyncio.sleep(script.delay)
             for event in events:
                 yield f"data: {event}\n\n"
+            if script.cut:
+                # uvicorn drops the connection when the body's iterator fails, without ending the chunked body
+                raise ConnectionAbortedError("fake server: the stream is cut here")
 
         return StreamingResponse(stream(), media_type="text/event-stream")

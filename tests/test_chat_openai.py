@@ -81,8 +81,9 @@ async def test_an_upstream_error_ends_the_stream_with_an_error_chunk(
     chunks = _chunks(response)
     assert chunks[-1]["type"] == "error" and "429" in chunks[-1]["errorText"]
     assert "sk-test" not in response.text
-    # The prompt is kept; there is no reply to store.
-    assert [m["id"] for m in (await openai_client.get("/api/chat/t1/messages")).json()] == ["u1"]
+    # The prompt is kept, and so is the failed reply: empty, with what failed (tests/test_failed_turns.py).
+    prompt, reply = (await openai_client.get("/api/chat/t1/messages")).json()
+    assert prompt["id"] == "u1" and reply["parts"] == [] and "429" in reply["metadata"]["chatkeep"]["error"]
 
 
 def test_model_names_resolve() -> None:

@@ -125,6 +125,10 @@ class Settings(BaseSettings):
         description="On SIGTERM, replies still being generated may finish for this long; then they are stopped, "
         "stored as interrupted, and the process exits.",
     )
+    auto_title: bool = Field(
+        default=True,
+        description="Title an untitled thread after its first reply (in the background, once; a client's title wins).",
+    )
     max_messages_per_request: int = Field(default=1000, ge=1, description="Messages in one POST /api/chat.")
     max_parts_per_message: int = Field(default=1000, ge=1, description="Parts in one message.")
     max_text_chars: int = Field(default=4_000_000, ge=1, description="Characters in one text or reasoning part.")

@@ -109,6 +109,7 @@ def include_chatkeep(
             max_concurrent_streams=settings.max_concurrent_streams,
             shutdown_grace=settings.shutdown_grace_s,
         )
+    chat.configure_titles(auto_title=settings.auto_title, max_chars=settings.max_title_chars)
     limiter: RateLimiter | None = None
     if settings.requests_per_minute:
         limiter = (

@@ -215,6 +215,7 @@ class OpenAIChatModel:
         if extra_body:
             options["extra_body"] = extra_body
         state = _StreamState()
+        answering = False
         try:
             chunks = await self._client.chat.completions.create(
                 model=self.model,
@@ -223,11 +224,14 @@ class OpenAIChatModel:
                 stream_options={"include_usage": True},
                 **options,
             )
+            answering = True
             async with chunks:
                 async for chunk in chunks:
                     for event in state.feed(chunk):
                         yield event
         except openai.OpenAIError as exc:
+            if answering and type(exc) is openai.APIConnectionError:  # not a timeout: the connection was lost
+                raise ModelError("the model server closed the connection mid-answer", retryable=True) from exc
             raise _model_error(exc, secret=self._client.api_key) from exc
         for event in state.finish():
             yield event

@@ -192,7 +192,7 @@ async def _move_stream_parents(conn: AsyncConnection, thread_id: str, old: str, 
 @dataclass(frozen=True, slots=True)
 class _UpsertTarget:
     message_seq: int
-    message: Any  # the row (seq, created_at, parent_id) of the message, None when it is new
+    message: Any  # the row (seq, created_at, parent_id, status) of the message, None when it is new
     parent_seq: int | None
 
 
@@ -424,6 +424,19 @@ class ChatStore(Database):
                 raise ThreadNotFound(thread_id)
             return _thread(row)
 
+    @uncancellable
+    async def title_untitled(self, user_id: str, thread_id: str, title: str) -> bool:
+        """Give the user's thread ``title`` if it has none (no title, or an empty one), in one statement, and say
+        whether it did: a title set meanwhile by anyone else is kept. ``updated_at`` does not move (naming a
+        thread is not activity in it, and must not reorder the thread list)."""
+        _check_text([title], ("title",))
+        untitled = or_(_T.c.title.is_(None), _T.c.title == "")
+        async with self._write(user_id) as conn:
+            result = await conn.execute(
+                update(_T).where(_T.c.id == thread_id, _owned(user_id), untitled).values(title=title)
+            )
+            return bool(result.rowcount)
+
     async def rename_thread(self, user_id: str, thread_id: str, title: str | None) -> Thread:
         return await self.update_thread(user_id, thread_id, title=title)
 
@@ -454,7 +467,7 @@ class ChatStore(Database):
         content: Mapping[str, Any] | BaseModel,
         format: str = DEFAULT_FORMAT,
         create_thread: bool = False,
-        status: str | None = None,
+        status: str | None | _Unset = UNSET,
     ) -> StoredMessage:
         """Insert the message, or replace the one with that id, with all its parts, in one transaction.
 
@@ -464,6 +477,11 @@ class ChatStore(Database):
         ``UNSET`` keeps the parent of a stored message (and makes a new one a root). With
         ``create_thread``, a thread id the user does not have yet is created for them (the assistant-ui
         first-message race), unless another user has it.
+
+        ``status`` says how a reply the server generated ended (``None``: complete; see
+        :attr:`StoredMessage.status`), and only the chat service sets it. ``UNSET``, what every other writer passes,
+        keeps the stored message's status (a new message is complete): a client writing back its copy of a reply
+        (assistant-ui appends every reply it was streamed, failed or stopped ones too) does not erase how it ended.
 
         On PostgreSQL a new message with a given parent (an append, the common case) is first tried in one
         round trip (see :meth:`_insert_new_pg`); anything else (an update, a missing thread or parent) goes
@@ -481,7 +499,7 @@ class ChatStore(Database):
                 data,
                 columns,
                 part_rows,
-                status,
+                None if isinstance(status, _Unset) else status,
                 create_thread=create_thread,
             )
             if stored is not None:
@@ -621,13 +639,15 @@ class ChatStore(Database):
         columns: dict[str, Any],
         part_rows: list[dict[str, Any]],
         create_thread: bool,
-        status: str | None,
+        status: str | None | _Unset,
     ) -> StoredMessage:
         now = _now()
         asked_parent = None if isinstance(parent_id, _Unset) else parent_id
         found = await self._lock_for_upsert(conn, user_id, thread_id, message_id, asked_parent, create=create_thread)
         existing = found.message
         seq = existing.seq if existing is not None else found.message_seq + 1
+        if isinstance(status, _Unset):
+            status = existing.status if existing is not None else None
         if isinstance(parent_id, _Unset):
             parent_id = existing.parent_id if existing is not None else None
         elif parent_id is not None and (found.parent_seq is None or found.parent_seq >= seq):
@@ -797,7 +817,7 @@ class ChatStore(Database):
         wanted = [message_id] if parent_id is None or parent_id == message_id else [message_id, parent_id]
         rows = (
             await conn.execute(
-                select(_M.c.id, _M.c.seq, _M.c.created_at, _M.c.parent_id).where(
+                select(_M.c.id, _M.c.seq, _M.c.created_at, _M.c.parent_id, _M.c.status).where(
                     _M.c.thread_id == thread_id, _M.c.id.in_(wanted)
                 )
             )

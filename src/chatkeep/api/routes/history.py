@@ -15,6 +15,7 @@ from chatkeep.api.schemas import ErrorBody, MessageIn, MessageOut, MessagePut, m
 from chatkeep.errors import InvalidInput, ValidationIssue
 from chatkeep.protocol.ids import check_new_id
 from chatkeep.protocol.limits import check_message_size
+from chatkeep.protocol.messages import is_ai_sdk_format
 from chatkeep.settings import Settings
 from chatkeep.store import UNSET, ChatStore
 
@@ -49,7 +50,9 @@ async def list_messages(
 async def append_message(thread_id: ThreadIdPath, body: MessageIn, request: Request, user: CurrentUser) -> Response:
     """An idempotent upsert on ``id``. ``parent_id`` must be an earlier message of the thread (409 otherwise).
 
-    If the thread does not exist yet for the caller (assistant-ui's first-message race), it is created.
+    If the thread does not exist yet for the caller (assistant-ui's first-message race), it is created. The status
+    of a reply the server generated is kept (a client writing back its copy does not erase how it ended); the
+    first reply appended to an untitled thread has chatkeep title it, in the background.
     """
     # The store and settings straight from the app state, not as StoreDep/SettingsDep: this is the hottest write
     # route (assistant-ui's append), and two dependencies fewer cut a tenth of FastAPI's work per request.
@@ -61,6 +64,8 @@ async def append_message(thread_id: ThreadIdPath, body: MessageIn, request: Requ
         user, thread_id, message_id=body.id, parent_id=body.parent_id, content=body.content, format=body.format,
         create_thread=True,
     )  # fmt: skip
+    if body.content.get("role") == "assistant" and is_ai_sdk_format(body.format):
+        state.chat.reply_stored(user, thread_id)  # a thread assistant-ui writes itself is titled too
     return Response(status_code=204)
 
 

@@ -13,7 +13,7 @@ from chatkeep.api.body import ChatkeepRoute
 from chatkeep.api.deps import After, ChatDep, SettingsDep, StoreDep, ThreadIdPath
 from chatkeep.api.responses import json_response
 from chatkeep.api.schemas import ErrorBody, ThreadCreate, ThreadOut, ThreadPatch, thread_out
-from chatkeep.chat import titles
+from chatkeep.chat.titles import MAX_TITLE_LENGTH
 from chatkeep.protocol.limits import check_title
 from chatkeep.store import UNSET
 
@@ -115,18 +115,17 @@ async def generate_title(
     body: Annotated[TitleRequest | None, Body()] = None,
 ) -> Response:
     """A short title from the first messages, with the configured model (the ``demo`` model: the first words of
-    the first user message). It is stored before the response is sent; a thread that already has a title keeps
-    it unless ``{"force": true}``. Returns ``{title}``."""
+    the first user message), as plain text on one line. It is stored before the response is sent; a thread that
+    already has a title keeps it unless ``{"force": true}``. A title chatkeep is making for the thread by itself
+    (``CHATKEEP_AUTO_TITLE``) is waited for and returned, not made twice. Returns ``{title}``."""
     request = body or TitleRequest()
     fallback = [_as_ui_message(m) for m in request.messages or () if m.get("role") in ("user", "assistant")]
-    title = await titles.generate_title(
-        chat.store,
-        chat.model,
+    title = await chat.title(
         user,
         thread_id,
         force=request.force,
         fallback_messages=fallback,
-        max_length=min(titles.MAX_TITLE_LENGTH, settings.max_title_chars),
+        max_length=min(MAX_TITLE_LENGTH, settings.max_title_chars),
     )
     return json_response({"title": title})
 

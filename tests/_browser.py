@@ -23,9 +23,12 @@ SECRET = "a-secret-for-the-browser-tests-only"
 
 @pytest.fixture(scope="module")
 def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """``chatkeep serve`` with the demo model, without authentication, for the tests of one module."""
+    """``chatkeep serve`` with the demo model, without authentication, for the tests of one module. Module-scoped,
+    it starts before conftest's per-test environment applies, so it says itself that no title appears by itself
+    (the tests that want one start a server of their own with ``CHATKEEP_AUTO_TITLE=true``)."""
     database = f"sqlite:///{tmp_path_factory.mktemp('web') / 'web.db'}"
-    with running_server(database, env={"CHATKEEP_DEMO_DELAY_MS": "15"}) as server:
+    env = {"CHATKEEP_DEMO_DELAY_MS": "15", "CHATKEEP_AUTO_TITLE": "false"}
+    with running_server(database, env=env) as server:
         yield server
 
 

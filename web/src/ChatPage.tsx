@@ -377,13 +377,18 @@ function ChatSession({
     await regenerate();
   };
 
-  const onRegenerate = useCallback(() => {
-    setNotice(null);
-    lastAction.current = "regenerate";
-    requestCount.current += 1;
-    atBottom.current = true;
-    void regenerate();
-  }, [regenerate]);
+  // The last reply's regenerate button, or a failed reply's Retry (any failed reply: the server keeps it and adds
+  // the new reply as its sibling).
+  const onRegenerate = useCallback(
+    (messageId?: string) => {
+      setNotice(null);
+      lastAction.current = "regenerate";
+      requestCount.current += 1;
+      atBottom.current = true;
+      void regenerate({ messageId });
+    },
+    [regenerate],
+  );
 
   const onEdit = useCallback(
     (messageId: string, text: string, keptFiles: FileUIPart[]) => {

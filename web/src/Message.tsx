@@ -52,6 +52,15 @@ function json(value: unknown): string {
   }
 }
 
+/** Why a reply failed, from its metadata `{"chatkeep": {"error": "…"}}`: the server stores it with a failed reply
+ * (`GET /api/chat/{id}/messages` returns it) and streams it just before the `error` chunk, so useChat has it live
+ * too. `null` for every other message. */
+function failureText(message: UIMessage): string | null {
+  const metadata = message.metadata as { chatkeep?: { error?: unknown } } | null | undefined;
+  const error = metadata?.chatkeep?.error;
+  return typeof error === "string" ? error : null;
+}
+
 export function messageText(message: UIMessage): string {
   return message.parts
     .filter((p): p is Extract<Part, { type: "text" }> => p.type === "text")
@@ -342,7 +351,8 @@ export interface MessageProps {
   branch: BranchInfo | undefined;
   /** what the server stored about the message: complete, aborted, interrupted, error */
   storedStatus: string | undefined;
-  onRegenerate: () => void;
+  /** regenerate the last reply, or (with its id) a failed one: the new reply is its sibling */
+  onRegenerate: (messageId?: string) => void;
   onEdit: (messageId: string, text: string, files: FileUIPart[]) => void;
   onSwitchBranch: (messageId: string, delta: -1 | 1) => void;
   onApproval: (approvalId: string, approved: boolean) => void;
@@ -417,6 +427,7 @@ export const Message = memo(function Message({
     );
   }
 
+  const failure = failureText(message);
   const visible = message.parts.some(
     (p) =>
       (p.type === "text" && p.text) ||
@@ -481,6 +492,23 @@ export const Message = memo(function Message({
           </div>
         ) : null}
         <Sources parts={message.parts} />
+        {failure !== null && !streaming ? (
+          <div className="message-error" role="note" data-testid="message-error">
+            <div className="message-error-body">
+              <strong>This reply failed.</strong>{" "}
+              <span data-testid="message-error-text">{failure}</span>
+            </div>
+            <button
+              type="button"
+              className="btn btn-sm"
+              data-testid="message-retry"
+              disabled={busy}
+              onClick={() => onRegenerate(message.id)}
+            >
+              Retry
+            </button>
+          </div>
+        ) : null}
       </div>
       {!streaming ? (
         <div className="message-actions">
@@ -494,7 +522,7 @@ export const Message = memo(function Message({
               aria-label="Regenerate reply"
               title="Regenerate"
               disabled={busy}
-              onClick={onRegenerate}
+              onClick={() => onRegenerate()}
             >
               <RefreshIcon />
             </button>

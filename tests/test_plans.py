@@ -312,6 +312,10 @@ async def loads(client: httpx.AsyncClient, store: ChatStore) -> AsyncIterator[tu
     # never analyzed the planner may find the message by the (thread_id, seq) index instead of the primary key
     # (the two cost the same to it) and read the thread's messages to return one.
     yield "active branch", lambda: get(f"/api/chat/{THREAD}/messages")
+    # Known and not fixed: on a never-analyzed database PostgreSQL guesses that a user has a thread or two, and
+    # pages the thread list (and the export) by reading all of the user's threads and sorting them rather than
+    # by the (user_id, updated_at, id) index: 163 rows for a page of 21 here, within the budget only because the
+    # user has 121 threads. The check still catches a plan worse than that.
     yield "thread list", lambda: get("/api/threads", limit=20)
     threads_page = (await get("/api/threads", limit=60)).headers["x-next-cursor"]
     yield "a later thread list page", lambda: get("/api/threads", limit=20, after=threads_page)
@@ -352,7 +356,7 @@ async def test_loads_read_rows_linear_in_what_they_return_after_analyze(
     client, store, recorder = app
     conn = await asyncpg.connect(database)
     try:
-        await conn.execute("ANALYZE")
+        await conn.execute("ANALYZE threads, messages, parts")
     finally:
         await conn.close()
     too_many = await check_plans(client, store, recorder, database)

@@ -1230,7 +1230,7 @@ def _pg_load_statement(thread_id: Any, user_id: Any, condition: Any, limit: Any,
                 *no_message,
                 no_head,
                 *(of_message.c[column.name] for column in _PART_READ),
-            )  # fmt: skip
+            )
             .select_from(chosen.join(of_message, true()))
             .where(chosen.c.content.is_(None), owned)
         )

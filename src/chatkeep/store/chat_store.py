@@ -45,6 +45,7 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    true,
     tuple_,
     union_all,
     update,
@@ -1153,6 +1154,7 @@ def _pg_load_template(dialect: Any, shape: tuple[bool, ...], limited: bool) -> _
         bindparam(_LOAD_USER_ID, type_=String),
         wanted.condition(bound=False),
         bindparam(_LOAD_LIMIT, type_=Integer) if limited else None,
+        every_part=not limited and not shape[0],
     )
     compiled = statement.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
     named = {_LOAD_THREAD_ID, _LOAD_USER_ID, _LOAD_LIMIT, _PG_LOAD_READ, *wanted.values()}
@@ -1163,7 +1165,7 @@ def _pg_load_template(dialect: Any, shape: tuple[bool, ...], limited: bool) -> _
     return template
 
 
-def _pg_load_statement(thread_id: Any, user_id: Any, condition: Any, limit: Any) -> Any:
+def _pg_load_statement(thread_id: Any, user_id: Any, condition: Any, limit: Any, *, every_part: bool) -> Any:
     """PostgreSQL: the statement of :meth:`ChatStore._load_owned_pg`, one ``UNION ALL`` of rows of four kinds
     (:data:`_LOAD_CALLER` …), each ``(kind, seq or part_order, <the message columns>, head, <the part
     columns>)`` with ``NULL`` where a column is not its own, in no particular order (see :func:`_assemble_pg_load`).
@@ -1172,7 +1174,13 @@ def _pg_load_statement(thread_id: Any, user_id: Any, condition: Any, limit: Any)
       settings, transaction-local), which the rows of the next execution are filtered by.
     * The thread's row, if it is the user's (:func:`_owned`), with its active leaf.
     * The messages meeting ``condition`` (at most ``limit``: the first by ``seq``), of that thread only.
-    * The parts of those messages (of every message of the thread when there is neither condition nor limit).
+    * The parts of those messages, or with ``every_part`` of every message of the thread: for a ``condition``
+      that leaves out few messages (of another format, still streaming), whose parts are then not used.
+
+    Every branch reads rows in proportion to those it returns whether or not the tables were ever analyzed
+    (``tests/test_plans.py`` checks the plans), but one: on small tables never analyzed the planner may find one
+    message by the ``(thread_id, seq)`` index rather than the primary key, and read the thread's messages (never
+    its parts) to return one.
     """
     read = bindparam(_PG_LOAD_READ, True, type_=Boolean)
     caller = select(
@@ -1187,11 +1195,6 @@ def _pg_load_statement(thread_id: Any, user_id: Any, condition: Any, limit: Any)
     if limit is not None:
         messages = messages.order_by(_M.c.seq).limit(limit)
     chosen = messages.cte("chosen")
-    of_chosen: ColumnElement[bool] = (
-        owned
-        if condition is None and limit is None
-        else _P.c.message_id.in_(select(chosen.c.id).where(chosen.c.content.is_(None)))
-    )
     # typed NULLs: PostgreSQL resolves a UNION's column types a pair of branches at a time, so two untyped NULLs
     # would become text
     no_message = [cast_(null(), column.type).label(f"m_{column.name}") for column in _LOAD_COLUMNS]
@@ -1201,15 +1204,43 @@ def _pg_load_statement(thread_id: Any, user_id: Any, condition: Any, limit: Any)
     def kind(value: int) -> Any:
         return literal_column(str(value))
 
+    # The parts: of the whole thread, one range of the parts' primary key (thread_id, message_id, part_order);
+    # else those of each chosen message, found by a probe of that key of its own: a nested loop over the chosen
+    # messages, fixed by a lateral subquery the planner may not flatten (``OFFSET 0``), so that the parts cost
+    # what they return whatever the planner guesses. ``message_id IN (SELECT … FROM chosen)`` left the join
+    # order to the planner, which on tables never analyzed guessed a part or two per thread and scanned the
+    # chosen messages once per part (3.5 million rows read for 7,000 returned in a thread of 1,000 messages);
+    # ``= ANY(ARRAY(…))`` it applied as a filter over every part of the thread. ``owned`` (an init plan,
+    # evaluated once) keeps the execution that only sets the caller from reading any part.
+    if every_part:
+        parts = select(kind(_LOAD_PART), _P.c.part_order, *no_message, no_head, *_PART_READ).where(
+            _P.c.thread_id == thread_id, owned
+        )
+    else:
+        of_message = (
+            select(_P.c.part_order, *_PART_READ)
+            .where(_P.c.thread_id == thread_id, _P.c.message_id == chosen.c.id)
+            .offset(literal_column("0"))
+            .lateral("of_message")
+        )
+        parts = (
+            select(
+                kind(_LOAD_PART),
+                of_message.c.part_order,
+                *no_message,
+                no_head,
+                *(of_message.c[column.name] for column in _PART_READ),
+            )
+            .select_from(chosen.join(of_message, true()))
+            .where(chosen.c.content.is_(None), owned)
+        )
     return union_all(
         select(kind(_LOAD_CALLER).label("kind"), no_key.label("key"), *no_message, caller.c.user_id, *no_part).where(
             ~read
         ),
         select(kind(_LOAD_THREAD), no_key, *no_message, thread.c.head_id, *no_part),
         select(kind(_LOAD_MESSAGE), chosen.c.seq, *chosen.c, no_head, *no_part),
-        select(kind(_LOAD_PART), _P.c.part_order, *no_message, no_head, *_PART_READ).where(
-            _P.c.thread_id == thread_id, of_chosen
-        ),
+        parts,
     )
 
 

@@ -49,7 +49,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Final, Literal, TypeAlias, cast
 
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, StrictStr, ValidationError
-from sqlalchemy import Table, and_, delete, func, insert, or_, select
+from sqlalchemy import Table, delete, func, insert, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from chatkeep.errors import ChatkeepError, Conflict, InvalidInput, PayloadTooLarge, ValidationIssue
@@ -431,7 +431,9 @@ class Transfer(Database):
             query = select(*_THREAD_COLUMNS).where(_T.c.user_id == user_id)
             if after is not None:
                 created, last_id = after
-                query = query.where(or_(_T.c.created_at > created, and_(_T.c.created_at == created, _T.c.id > last_id)))
+                # a row comparison, which the index (user_id, created_at, id) answers by one range: the same
+                # condition spelled with OR is a filter over every thread of the user, read again for each page
+                query = query.where(tuple_(_T.c.created_at, _T.c.id) > tuple_(created, last_id))
             query = query.order_by(_T.c.created_at, _T.c.id).limit(page_size)
             async with self._snapshot(user_id) as conn:
                 threads = (await conn.execute(query)).all()
